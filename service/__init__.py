@@ -1,0 +1,1 @@
+"""regimen-delivery: double opt-in delivery of a free exercise regimen."""

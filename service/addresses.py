@@ -1,0 +1,38 @@
+"""Email addresses as readers type them, turned into the one form we store."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+MAX_LENGTH = 254
+
+
+class InvalidAddress(ValueError):
+    """The message is written for the reader and shown next to the field."""
+
+
+def normalize_address(raw: str) -> str:
+    """Validate and normalise an address; raise InvalidAddress with a reader-facing reason.
+
+    The whole address is lower-cased so that John@Example.org and john@example.org are one
+    reader: no mailbox provider in practice treats the local part's case as significant.
+    """
+    typed = raw.strip()
+    if not typed:
+        raise InvalidAddress("Please enter your email address.")
+    if any(ord(char) < 32 or ord(char) == 127 for char in typed):
+        raise InvalidAddress("An email address cannot contain line breaks or control characters.")
+    if len(typed) > MAX_LENGTH:
+        raise InvalidAddress(f"That is longer than any email address can be ({MAX_LENGTH} "
+                             "characters).")
+    try:
+        checked = validate_email(typed, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"That doesn't look like an email address: {exc}") from None
+    # The ASCII form (IDNA domain) where one exists: it is the one every mail server accepts,
+    # and münchen.de and xn--mnchen-3ya.de become one reader.
+    normalized = (checked.ascii_email or checked.normalized).lower()
+    if len(normalized) > MAX_LENGTH:
+        raise InvalidAddress(f"That is longer than any email address can be ({MAX_LENGTH} "
+                             "characters).")
+    return normalized

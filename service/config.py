@@ -1,0 +1,136 @@
+"""Settings: read once from `REGIMEN_*` environment variables (and `.env`), validated at start-up.
+
+Everything the service can be told lives in `Settings`; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.transports import transport_from_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Words of the values people copy from docs and examples; such a key is no secret.
+PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "example", "replace-me", "placeholder")
+MIN_SECRET_LENGTH = 32
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """The configuration cannot run; the message says which variable and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGIMEN_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    secret_keys: CommaList = Field(default_factory=list)
+    mail_url: str = "console:"
+    mail_from: str = "Free Regimen <regimen@localhost>"
+    content_path: Path = Path("content/regimen.yaml")
+    allowed_origins: CommaList = Field(default_factory=list)
+    trusted_proxies: str = "127.0.0.1"
+    confirm_max_age: int = Field(default=7 * 24 * 3600, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("secret_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_absolute(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://regimen.example.org")
+        return value.rstrip("/")
+
+    @field_validator("mail_url")
+    @classmethod
+    def _mail_url_is_known(cls, value: str) -> str:
+        transport_from_url(value, Path("."))
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from_has_name(cls, value: str) -> str:
+        name, address = parseaddr(value)
+        if not name or "@" not in address:
+            raise ValueError('must be a display name and an address: "Your Name <you@example.org>"')
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'regimen.db'}"
+        if self.env != "production":
+            return self
+        problems = []
+        if not self.secret_keys:
+            problems.append("REGIMEN_SECRET_KEYS is required (try: python -c "
+                            "'import secrets; print(secrets.token_urlsafe(48))')")
+        for key in self.secret_keys:
+            if len(key) < MIN_SECRET_LENGTH or any(w in key.lower() for w in PLACEHOLDER_WORDS):
+                problems.append(f"REGIMEN_SECRET_KEYS: every key must be a random string of at "
+                                f"least {MIN_SECRET_LENGTH} characters")
+                break
+        if not self.base_url.startswith("https://"):
+            problems.append("REGIMEN_BASE_URL must be https:// in production")
+        if self.mail_url.split(":", 1)[0] in ("console", "file"):
+            problems.append("REGIMEN_MAIL_URL must be a real mail server in production "
+                            "(smtp://, smtps://), not console: or file:")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def mail_from_address(self) -> str:
+        return parseaddr(self.mail_from)[1]
+
+    @property
+    def email_templates_dir(self) -> Path:
+        return PROJECT_ROOT / "email_templates"
+
+
+def _development_secret(data_dir: Path) -> str:
+    """Generate one secret the first time the service runs on a developer's machine, then reuse
+    it, so links in mails printed yesterday still work today."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings, or raise ConfigError naming each bad variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = "_".join(str(part) for part in error["loc"])
+            name = f"REGIMEN_{field.upper()}" if field else "configuration"
+            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("\n".join(lines)) from None
+    if not settings.secret_keys:
+        settings.secret_keys = [_development_secret(settings.data_dir)]
+    return settings

@@ -1,0 +1,38 @@
+"""Rendering the reader's pages, and the signup form that is also pasted into blog posts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from service.content import Regimen
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+# Pages reached through a reader's personal link: never indexed, cached, or leaked as Referer.
+PRIVATE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Cache-Control": "no-store",
+}
+
+
+def render(request: Request, name: str, regimen: Regimen, *, status_code: int = 200,
+           private: bool = False, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, name, {"regimen": regimen, "private": private, **context},
+        status_code=status_code,
+    )
+    if private:
+        response.headers.update(PRIVATE_HEADERS)
+    return response
+
+
+def signup_form(action: str, source: str = "", email: str = "", error: str = "") -> str:
+    """The form on its own: the hosted page includes it, `regimen embed` prints it."""
+    template = templates.get_template("_form.html")
+    return template.render(action=action, source=source, email=email, error=error)

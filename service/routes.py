@@ -1,0 +1,184 @@
+"""The reader's routes. GET never changes anything: mail scanners open every link in a mail,
+so only a button press (a POST) confirms or unsubscribes."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+
+from service import signup
+from service.addresses import InvalidAddress, normalize_address
+from service.models import WorkerHeartbeat, utcnow
+from service.pages import render
+from service.runtime import Runtime
+from service.tokens import Claims, Purpose
+
+router = APIRouter()
+
+HEARTBEAT_STALE_SECONDS = 60
+ACCEPTED = {"status": "accepted", "message": "Check your inbox to confirm your address."}
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def origin_of(request: Request) -> signup.RequestOrigin:
+    user_agent = request.headers.get("user-agent")
+    return signup.RequestOrigin(
+        ip=request.client.host if request.client else None,
+        user_agent=user_agent[:512] if user_agent else None,
+    )
+
+
+def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
+    max_age = runtime.settings.confirm_max_age if purpose is Purpose.CONFIRM else None
+    return runtime.tokens.read(purpose, token, max_age=max_age)
+
+
+@router.get("/")
+async def home(request: Request, runtime: RuntimeDep) -> Response:
+    return render(request, "signup.html", runtime.regimen, action="/subscribe", source="",
+                  email="", error="")
+
+
+@router.post("/subscribe")
+async def subscribe(request: Request, runtime: RuntimeDep) -> Response:
+    as_json = request.headers.get("content-type", "").startswith("application/json")
+    fields = await _json_fields(request) if as_json else await _form_fields(request)
+    try:
+        email = normalize_address(fields.get("email", ""))
+    except InvalidAddress as exc:
+        if as_json:
+            return JSONResponse({"errors": {"email": str(exc)}}, status_code=422)
+        return render(request, "signup.html", runtime.regimen, status_code=400,
+                      action="/subscribe", source=fields.get("source", ""),
+                      email=fields.get("email", ""), error=str(exc))
+    source = _source_url(fields.get("source") or request.headers.get("referer"))
+    async with runtime.db.transaction() as session:
+        await signup.subscribe(session, email, origin_of(request), source, utcnow())
+    # The same answer whatever the address's state, so nobody learns who is subscribed.
+    if as_json:
+        return JSONResponse(ACCEPTED, status_code=202)
+    return RedirectResponse("/check-inbox", status_code=303)
+
+
+@router.get("/check-inbox")
+async def check_inbox(request: Request, runtime: RuntimeDep) -> Response:
+    return render(request, "check_inbox.html", runtime.regimen)
+
+
+@router.get("/confirm/{token}")
+async def confirm_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    claims = read_token(runtime, Purpose.CONFIRM, token)
+    async with runtime.db.transaction() as session:
+        await signup.subscriber_for(session, claims)
+    return render(request, "confirm.html", runtime.regimen, private=True,
+                  action=f"/confirm/{token}")
+
+
+@router.post("/confirm/{token}")
+async def confirm(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    claims = read_token(runtime, Purpose.CONFIRM, token)
+    async with runtime.db.transaction() as session:
+        subscriber = await signup.confirm(session, claims, origin_of(request), utcnow())
+    regimen_url = runtime.links.for_subscriber(Purpose.REGIMEN, subscriber)
+    return render(request, "confirmed.html", runtime.regimen, private=True,
+                  regimen_url=regimen_url)
+
+
+@router.post("/confirm/{token}/resend")
+async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    # Only the age may be past: the signature must still be ours.
+    claims = runtime.tokens.read(Purpose.CONFIRM, token)
+    async with runtime.db.transaction() as session:
+        await signup.resend_confirmation(session, claims)
+    return render(request, "check_inbox.html", runtime.regimen, private=True)
+
+
+@router.get("/r/{token}")
+async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    claims = read_token(runtime, Purpose.REGIMEN, token)
+    async with runtime.db.transaction() as session:
+        subscriber = await signup.subscriber_for(session, claims)
+    if subscriber.confirmed_at is None:
+        raise signup.UnknownSubscriber()
+    return render(request, "regimen.html", runtime.regimen, private=True,
+                  unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE, subscriber))
+
+
+@router.get("/unsubscribe/{token}")
+async def unsubscribe_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    claims = read_token(runtime, Purpose.UNSUBSCRIBE, token)
+    async with runtime.db.transaction() as session:
+        await signup.subscriber_for(session, claims)
+    return render(request, "unsubscribe.html", runtime.regimen, private=True,
+                  action=f"/unsubscribe/{token}")
+
+
+@router.post("/unsubscribe/{token}")
+async def unsubscribe(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    """The page's button and RFC 8058 one-click (`List-Unsubscribe=One-Click`) alike: no
+    cookies needed, and a plain 200, never a redirect."""
+    claims = read_token(runtime, Purpose.UNSUBSCRIBE, token)
+    async with runtime.db.transaction() as session:
+        await signup.unsubscribe(session, claims, utcnow())
+    return render(request, "unsubscribed.html", runtime.regimen, private=True)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(runtime: RuntimeDep) -> Response:
+    """Ready when the database answers and some worker has beaten recently."""
+    checks: dict[str, str] = {}
+    try:
+        async with runtime.db.transaction() as session:
+            last_beat = await session.scalar(select(func.max(WorkerHeartbeat.beat_at)))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        last_beat = None
+    if last_beat is None:
+        checks["worker"] = "no worker has started"
+    elif (utcnow() - last_beat).total_seconds() > HEARTBEAT_STALE_SECONDS:
+        checks["worker"] = f"last seen {last_beat.isoformat()}"
+    else:
+        checks["worker"] = "ok"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+async def _json_fields(request: Request) -> dict[str, str]:
+    try:
+        data: Any = json.loads(await request.body())
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return {}
+    return {key: value for key, value in data.items() if isinstance(value, str)}
+
+
+def _source_url(value: str | None) -> str | None:
+    """Keep where the signup came from only if it is a plain web address."""
+    if not value or len(value) > 2048 or any(ord(char) < 32 for char in value):
+        return None
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc else None

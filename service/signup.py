@@ -1,0 +1,124 @@
+"""The reader's states and how they move: subscribe, confirm, unsubscribe.
+
+Every function takes the caller's session and only flushes; the caller commits. Mail is never
+sent here, only queued in the outbox within the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import Consent, MailKind, Subscriber, SubscriberStatus
+from service.outbox import cancel_queued, queue_mail
+from service.tokens import Claims
+
+
+@dataclass(frozen=True)
+class RequestOrigin:
+    """Where a click came from, kept as consent evidence."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+class UnknownSubscriber(Exception):
+    """The link names nobody we hold, or a token version that has since been revoked."""
+
+
+class NoLongerPending(Exception):
+    """A confirmation link for a reader who has since unsubscribed."""
+
+
+async def subscribe(
+    session: AsyncSession, email: str, origin: RequestOrigin, source_url: str | None,
+    now: datetime,
+) -> None:
+    """Start (or restart) the double opt-in for `email`, which must already be normalised.
+
+    The caller answers the same whatever happens here, so nobody learns who is subscribed.
+    """
+    subscriber = await _by_email(session, email)
+    if subscriber is None:
+        subscriber = await _create(session, email, now)
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        # Readers lose mails: a confirmed reader signing up again gets the regimen again.
+        await queue_mail(session, subscriber, MailKind.REGIMEN)
+        return
+    subscriber.status = SubscriberStatus.PENDING
+    session.add(Consent(
+        subscriber_id=subscriber.id, signed_up_at=now, signup_ip=origin.ip,
+        signup_user_agent=origin.user_agent, source_url=source_url,
+    ))
+    await queue_mail(session, subscriber, MailKind.CONFIRM)
+
+
+async def confirm(
+    session: AsyncSession, claims: Claims, origin: RequestOrigin, now: datetime,
+) -> Subscriber:
+    """Record the reader's confirmation and queue the regimen mail; confirming twice does
+    nothing more than confirming once."""
+    subscriber = await subscriber_for(session, claims)
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        return subscriber
+    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+        raise NoLongerPending()
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = now
+    consent = await session.scalar(
+        select(Consent).where(Consent.subscriber_id == subscriber.id)
+        .order_by(Consent.id.desc()).limit(1)
+    )
+    if consent is not None:
+        consent.confirmed_at = now
+        consent.confirm_ip = origin.ip
+        consent.confirm_user_agent = origin.user_agent
+    await queue_mail(session, subscriber, MailKind.REGIMEN)
+    return subscriber
+
+
+async def resend_confirmation(session: AsyncSession, claims: Claims) -> None:
+    """A fresh confirmation mail for a reader whose link expired; nothing for anyone else."""
+    subscriber = await subscriber_for(session, claims)
+    if subscriber.status is SubscriberStatus.PENDING:
+        await queue_mail(session, subscriber, MailKind.CONFIRM)
+
+
+async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime) -> None:
+    subscriber = await subscriber_for(session, claims)
+    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+        return
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at = now
+    await cancel_queued(session, subscriber)
+
+
+async def subscriber_for(session: AsyncSession, claims: Claims) -> Subscriber:
+    subscriber = await session.scalar(
+        select(Subscriber).where(Subscriber.public_id == claims.public_id)
+    )
+    if subscriber is None or subscriber.token_version != claims.version:
+        raise UnknownSubscriber()
+    return subscriber
+
+
+async def _by_email(session: AsyncSession, email: str) -> Subscriber | None:
+    return await session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
+async def _create(session: AsyncSession, email: str, now: datetime) -> Subscriber:
+    subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING, created_at=now)
+    try:
+        async with session.begin_nested():
+            session.add(subscriber)
+    except IntegrityError:
+        # Another request inserted the same address a moment ago; carry on with that row.
+        existing = await _by_email(session, email)
+        if existing is None:
+            raise
+        return existing
+    return subscriber
