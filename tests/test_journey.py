@@ -1,0 +1,177 @@
+"""The reader's whole journey through the HTTP routes, with real mail and a real database."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from sqlalchemy import func, select
+
+from service.db import Database
+from service.models import (
+    Consent,
+    MailKind,
+    OutboxMessage,
+    Subscriber,
+    SubscriberStatus,
+)
+from service.runtime import Runtime
+from tests.helpers import MailSink, links_in, path_of
+
+BLOG_POST = "https://blog.example/2014/sacro-iliac-joint-pain.html"
+
+
+async def subscriber(db: Database, email: str) -> Subscriber:
+    async with db.transaction() as session:
+        found = await session.scalar(select(Subscriber).where(Subscriber.email == email))
+    assert found is not None
+    return found
+
+
+async def queued_kinds(db: Database) -> list[MailKind]:
+    async with db.transaction() as session:
+        rows = await session.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id))
+        return list(rows)
+
+
+def exercise_links(page: str) -> list[tuple[str, str]]:
+    """(slug, href) of each exercise on the regimen page, in page order."""
+    return re.findall(r'<li value="\d+" id="([a-z0-9-]+)">.*?<a class="action \w+" href="([^"]+)"',
+                      page, flags=re.S)
+
+
+async def test_whole_journey(
+    client: httpx.AsyncClient, smtp: MailSink, db: Database, runtime: Runtime,
+) -> None:
+    answer = await client.post("/subscribe", data={"email": "Reader@Example.ORG",
+                                                   "source": BLOG_POST})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/check-inbox"
+    assert "Check your inbox" in (await client.get("/check-inbox")).text
+
+    [confirmation] = await smtp.wait_for(1)
+    assert confirmation["To"] == "reader@example.org"
+    assert "List-Unsubscribe" not in confirmation
+    [confirm_url] = [url for url in links_in(confirmation) if "/confirm/" in url]
+    html_part = confirmation.get_body(("html",))
+    assert html_part is not None
+    assert confirm_url in html_part.get_content()
+
+    # Opening the link (as a mail scanner would) confirms nothing and queues nothing.
+    page = await client.get(path_of(confirm_url))
+    assert page.status_code == 200
+    assert "Yes, send me the regimen" in page.text
+    assert (await subscriber(db, "reader@example.org")).status is SubscriberStatus.PENDING
+    assert await queued_kinds(db) == [MailKind.CONFIRM]
+
+    confirmed = await client.post(path_of(confirm_url), headers={"user-agent": "ReaderPhone/1"})
+    assert confirmed.status_code == 200
+    [regimen_link] = re.findall(r'href="(https://regimen\.test/r/[^"]+)"', confirmed.text)
+    reader = await subscriber(db, "reader@example.org")
+    assert reader.status is SubscriberStatus.CONFIRMED
+
+    async with db.transaction() as session:
+        consent = await session.scalar(select(Consent).where(Consent.subscriber_id == reader.id))
+    assert consent is not None
+    assert consent.source_url == BLOG_POST
+    assert consent.confirmed_at is not None
+    assert consent.confirm_ip == "127.0.0.1"
+    assert consent.confirm_user_agent == "ReaderPhone/1"
+
+    # A second press shows the same success and sends nothing more.
+    again = await client.post(path_of(confirm_url))
+    assert again.status_code == 200
+    assert regimen_link in again.text
+    assert await queued_kinds(db) == [MailKind.CONFIRM, MailKind.REGIMEN]
+
+    _, regimen_mail = await smtp.wait_for(2)
+    assert regimen_link in links_in(regimen_mail)
+    unsubscribe_header = regimen_mail["List-Unsubscribe"]
+    assert re.fullmatch(r"<https://regimen\.test/unsubscribe/[^>]+>", unsubscribe_header)
+    assert regimen_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    page = await client.get(path_of(regimen_link))
+    assert page.status_code == 200
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "noindex" in page.headers["x-robots-tag"]
+    expected = [(e.slug, runtime.regimen.destination(e)) for e in runtime.regimen.exercises()]
+    assert exercise_links(page.text) == expected
+    assert expected[0][0] == "gentle-back-exercise"
+
+    # RFC 8058 one-click: a bare POST, no cookies, answered without a redirect.
+    unsubscribe_url = unsubscribe_header.strip("<>")
+    one_click = await client.post(
+        path_of(unsubscribe_url), content="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert one_click.status_code == 200
+    assert (await subscriber(db, "reader@example.org")).status is SubscriberStatus.UNSUBSCRIBED
+    assert len(smtp.messages) == 2
+    # The regimen link keeps working: unsubscribing stops mail, not access.
+    assert (await client.get(path_of(regimen_link))).status_code == 200
+
+
+async def test_json_signup_is_accepted_and_mailed(
+    client: httpx.AsyncClient, smtp: MailSink,
+) -> None:
+    answer = await client.post("/subscribe", json={"email": "json@example.org"})
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "accepted"
+    [mail] = await smtp.wait_for(1)
+    assert mail["To"] == "json@example.org"
+
+
+async def put_in_state(client: httpx.AsyncClient, smtp: MailSink, email: str,
+                       state: SubscriberStatus) -> None:
+    """Walk an address into `state` through the routes, as a reader would."""
+    before = len(smtp.messages)
+    await client.post("/subscribe", data={"email": email})
+    confirmation = (await smtp.wait_for(before + 1))[-1]
+    confirm_url = next(url for url in links_in(confirmation) if "/confirm/" in url)
+    if state is SubscriberStatus.PENDING:
+        return
+    await client.post(path_of(confirm_url))
+    regimen_mail = (await smtp.wait_for(before + 2))[-1]
+    if state is SubscriberStatus.UNSUBSCRIBED:
+        await client.post(path_of(regimen_mail["List-Unsubscribe"].strip("<>")))
+
+
+def comparable(response: httpx.Response) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+    headers = tuple(sorted((k, v) for k, v in response.headers.items() if k != "date"))
+    return response.status_code, headers, response.content
+
+
+async def test_same_answer_for_every_state(
+    client: httpx.AsyncClient, smtp: MailSink, db: Database,
+) -> None:
+    for state in (SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED,
+                  SubscriberStatus.UNSUBSCRIBED):
+        await put_in_state(client, smtp, f"{state.value}@example.org", state)
+    addresses = ["new@example.org", "pending@example.org", "confirmed@example.org",
+                 "unsubscribed@example.org"]
+    async with db.transaction() as session:
+        before = await session.scalar(select(func.max(OutboxMessage.id)))
+
+    form_answers = {comparable(await client.post("/subscribe", data={"email": a}))
+                    for a in addresses}
+    json_answers = {comparable(await client.post("/subscribe", json={"email": a}))
+                    for a in addresses}
+    assert len(form_answers) == 1
+    assert len(json_answers) == 1
+
+    async with db.transaction() as session:
+        rows = (await session.execute(
+            select(Subscriber.email, OutboxMessage.kind)
+            .join(Subscriber, Subscriber.id == OutboxMessage.subscriber_id)
+            .where(OutboxMessage.id > before).order_by(OutboxMessage.id)
+        )).all()
+    kinds = dict(rows)
+    # Each address asked twice (form, JSON); what is queued depends on its state.
+    assert len(rows) == 8
+    assert kinds == {
+        "new@example.org": MailKind.CONFIRM,
+        "pending@example.org": MailKind.CONFIRM,
+        "confirmed@example.org": MailKind.REGIMEN,
+        "unsubscribed@example.org": MailKind.CONFIRM,
+    }
+    assert (await subscriber(db, "unsubscribed@example.org")).status is SubscriberStatus.PENDING
