@@ -1,0 +1,159 @@
+"""The outbox and its worker: nothing lost when the mail server is away, leases, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from service import signup
+from service.db import Database
+from service.models import MailKind, OutboxMessage, OutboxStatus, Subscriber
+from service.outbox import LEASE, claim_due, queue_mail
+from service.runtime import Runtime
+from service.signup import RequestOrigin
+from service.tokens import Claims
+from service.worker import Worker
+from tests.helpers import MailSink
+
+READER = RequestOrigin(ip="203.0.113.9", user_agent="test")
+
+
+class Clock:
+    """The worker's idea of now, moved forward by the test instead of waited for."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def worker(runtime: Runtime, clock: Clock) -> Worker:
+    return Worker(runtime.db, runtime.mailer, runtime.transport, clock=clock)
+
+
+async def sign_up(db: Database, *emails: str) -> None:
+    async with db.transaction() as session:
+        for email in emails:
+            await signup.subscribe(session, email, READER, None, datetime.now(UTC))
+
+
+async def outbox_rows(db: Database) -> list[OutboxMessage]:
+    async with db.transaction() as session:
+        return list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+class RefusingHandler:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    async def handle_RCPT(self, server: object, session: object, envelope: object,
+                          address: str, rcpt_options: list[str]) -> str:
+        return self.code
+
+
+@pytest.fixture
+def refusing_server(smtp_port: int, request: pytest.FixtureRequest) -> Iterator[None]:
+    controller = Controller(RefusingHandler(request.param), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    yield
+    controller.stop()
+
+
+async def test_mail_server_down_during_signups_then_back(
+    runtime: Runtime, worker: Worker, clock: Clock, smtp_port: int,
+) -> None:
+    readers = [f"reader{i}@example.org" for i in range(5)]
+    await sign_up(runtime.db, *readers)
+
+    # Nothing listens on the port yet: every attempt fails, every row stays queued.
+    assert await worker.deliver_due() == 5
+    rows = await outbox_rows(runtime.db)
+    assert {row.status for row in rows} == {OutboxStatus.QUEUED}
+    assert all(row.attempts == 1 and row.next_attempt_at > clock() for row in rows)
+    assert all("connect" in (row.last_error or "").lower() for row in rows)
+    assert await worker.deliver_due() == 0  # backing off, not hammering
+
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    try:
+        clock.ahead = timedelta(hours=1)
+        assert await worker.deliver_due() == 5
+        received = await sink.wait_for(5)
+    finally:
+        controller.stop()
+    assert sorted(str(message["To"]) for message in received) == readers
+    assert {row.status for row in await outbox_rows(runtime.db)} == {OutboxStatus.SENT}
+
+
+@pytest.mark.parametrize("refusing_server", ["550 5.1.1 No such user"], indirect=True)
+@pytest.mark.usefixtures("refusing_server")
+async def test_permanent_refusal_is_not_retried(runtime: Runtime, worker: Worker) -> None:
+    await sign_up(runtime.db, "nobody@example.org")
+    await worker.deliver_due()
+    [row] = await outbox_rows(runtime.db)
+    assert row.status is OutboxStatus.FAILED
+    assert "550" in (row.last_error or "")
+
+
+@pytest.mark.parametrize("refusing_server", ["451 4.7.1 Try again later"], indirect=True)
+@pytest.mark.usefixtures("refusing_server")
+async def test_temporary_refusal_is_retried(runtime: Runtime, worker: Worker) -> None:
+    await sign_up(runtime.db, "greylisted@example.org")
+    await worker.deliver_due()
+    [row] = await outbox_rows(runtime.db)
+    assert row.status is OutboxStatus.QUEUED
+    assert "451" in (row.last_error or "")
+
+
+async def test_a_lease_hides_a_claimed_row_until_it_runs_out(db: Database) -> None:
+    await sign_up(db, "leased@example.org")
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        [claimed] = await claim_due(session, now, limit=10)
+    async with db.transaction() as session:
+        assert await claim_due(session, now + LEASE / 2, limit=10) == []
+    # The worker that held it died without settling: another takes it once the lease is up.
+    async with db.transaction() as session:
+        [retaken] = await claim_due(session, now + LEASE + timedelta(seconds=1), limit=10)
+    assert retaken.id == claimed.id
+    assert retaken.attempts == 2
+
+
+async def test_queued_mail_for_a_reader_who_left_is_dropped(
+    runtime: Runtime, worker: Worker, smtp: MailSink,
+) -> None:
+    await sign_up(runtime.db, "leaving@example.org")
+    async with runtime.db.transaction() as session:
+        reader = await session.scalar(select(Subscriber))
+        assert reader is not None
+        await signup.confirm(session, Claims(reader.public_id, reader.token_version), READER,
+                             datetime.now(UTC))
+        await signup.unsubscribe(session, Claims(reader.public_id, reader.token_version),
+                                 datetime.now(UTC))
+    # The regimen mail queued by confirm() was cancelled by unsubscribe() before any send.
+    async with runtime.db.transaction() as session:
+        await queue_mail(session, reader, MailKind.REGIMEN)  # e.g. queued by a stale request
+    await worker.deliver_due()
+    statuses = [row.status for row in await outbox_rows(runtime.db)]
+    assert statuses == [OutboxStatus.CANCELLED, OutboxStatus.CANCELLED, OutboxStatus.CANCELLED]
+    assert smtp.messages == []
+
+
+async def test_commit_wakes_the_worker(db: Database) -> None:
+    db.outbox_ready.clear()
+    async with db.transaction() as session:
+        await signup.subscribe(session, "now@example.org", READER, None, datetime.now(UTC))
+        assert not db.outbox_ready.is_set()  # not before the commit
+    assert db.outbox_ready.is_set()
