@@ -35,7 +35,7 @@ ERROR_TEXT = {
     413: ("Too much data", "The form sent more than this service accepts."),
     415: ("Unsupported form", "Send the form as a web form or as JSON."),
     500: ("Something went wrong on our side",
-          "Nothing you entered was lost on your end; please try again in a minute."),
+          "Please try again in a minute. If it keeps happening, let the blog's author know."),
 }
 
 

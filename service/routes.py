@@ -101,7 +101,7 @@ async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep)
     # Only the age may be past: the signature must still be ours.
     claims = runtime.tokens.read(Purpose.CONFIRM, token)
     async with runtime.db.transaction() as session:
-        await signup.resend_confirmation(session, claims)
+        await signup.resend(session, claims)
     return render(request, "check_inbox.html", runtime.regimen, private=True)
 
 

@@ -81,11 +81,14 @@ async def confirm(
     return subscriber
 
 
-async def resend_confirmation(session: AsyncSession, claims: Claims) -> None:
-    """A fresh confirmation mail for a reader whose link expired; nothing for anyone else."""
+async def resend(session: AsyncSession, claims: Claims) -> None:
+    """For a reader holding an expired confirmation link: a fresh confirmation if they are
+    still pending, the regimen again if they confirmed meanwhile; nothing if they left."""
     subscriber = await subscriber_for(session, claims)
     if subscriber.status is SubscriberStatus.PENDING:
         await queue_mail(session, subscriber, MailKind.CONFIRM)
+    elif subscriber.status is SubscriberStatus.CONFIRMED:
+        await queue_mail(session, subscriber, MailKind.REGIMEN)
 
 
 async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime) -> None:

@@ -145,6 +145,21 @@ async def test_expired_link_offers_a_new_one(
     assert (await client.post(new_path)).status_code == 200
 
 
+async def test_expired_link_of_a_confirmed_reader_sends_the_regimen_again(
+    client: httpx.AsyncClient, smtp: MailSink, runtime: Runtime, db: Database,
+) -> None:
+    await client.post(await signed_up(client, smtp, "early@example.org"))
+    await smtp.wait_for(2)
+    async with db.transaction() as session:
+        reader = await session.scalar(select(Subscriber))
+    assert reader is not None
+    old = _token_signed_at(runtime, Purpose.CONFIRM, Claims(reader.public_id, 1),
+                           datetime.now(UTC) - timedelta(days=30))
+    assert (await client.post(f"/confirm/{old}/resend")).status_code == 200
+    again = (await smtp.wait_for(3))[-1]
+    assert any("/r/" in url for url in links_in(again))
+
+
 def _token_signed_at(runtime: Runtime, purpose: Purpose, claims: Claims, when: datetime) -> str:
     """A genuine token as if it had been made at `when`."""
 
