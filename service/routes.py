@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from service import signup
 from service.addresses import InvalidAddress, normalize_address
-from service.models import WorkerHeartbeat, utcnow
+from service.models import Subscriber, WorkerHeartbeat, utcnow
 from service.pages import render
 from service.runtime import Runtime
 from service.tokens import Claims, Purpose
@@ -43,6 +43,13 @@ def origin_of(request: Request) -> signup.RequestOrigin:
 def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
     max_age = runtime.settings.confirm_max_age if purpose is Purpose.CONFIRM else None
     return runtime.tokens.read(purpose, token, max_age=max_age)
+
+
+async def token_holder(runtime: Runtime, purpose: Purpose, token: str) -> Subscriber:
+    """The reader a link belongs to, for pages that only show something."""
+    claims = read_token(runtime, purpose, token)
+    async with runtime.db.transaction() as session:
+        return await signup.subscriber_for(session, claims)
 
 
 @router.get("/")
@@ -79,9 +86,7 @@ async def check_inbox(request: Request, runtime: RuntimeDep) -> Response:
 
 @router.get("/confirm/{token}")
 async def confirm_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
-    claims = read_token(runtime, Purpose.CONFIRM, token)
-    async with runtime.db.transaction() as session:
-        await signup.subscriber_for(session, claims)
+    await token_holder(runtime, Purpose.CONFIRM, token)
     return render(request, "confirm.html", runtime.regimen, private=True,
                   action=f"/confirm/{token}")
 
@@ -107,9 +112,7 @@ async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep)
 
 @router.get("/r/{token}")
 async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
-    claims = read_token(runtime, Purpose.REGIMEN, token)
-    async with runtime.db.transaction() as session:
-        subscriber = await signup.subscriber_for(session, claims)
+    subscriber = await token_holder(runtime, Purpose.REGIMEN, token)
     if subscriber.confirmed_at is None:
         raise signup.UnknownSubscriber()
     return render(request, "regimen.html", runtime.regimen, private=True,
@@ -118,9 +121,7 @@ async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Res
 
 @router.get("/unsubscribe/{token}")
 async def unsubscribe_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
-    claims = read_token(runtime, Purpose.UNSUBSCRIBE, token)
-    async with runtime.db.transaction() as session:
-        await signup.subscriber_for(session, claims)
+    await token_holder(runtime, Purpose.UNSUBSCRIBE, token)
     return render(request, "unsubscribe.html", runtime.regimen, private=True,
                   action=f"/unsubscribe/{token}")
 
