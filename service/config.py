@@ -5,6 +5,7 @@ Everything the service can be told lives in `Settings`; nothing else reads the e
 
 from __future__ import annotations
 
+import os
 import secrets
 from email.utils import parseaddr
 from pathlib import Path
@@ -115,8 +116,9 @@ def _development_secret(data_dir: Path) -> str:
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
+    # Created private: writing first and chmod-ing after leaves it readable by all for a moment.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(secret + "\n")
     return secret
 
 

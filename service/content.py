@@ -44,6 +44,18 @@ class ContentError(Exception):
         self.problems = problems
 
 
+Loc = tuple[int | str, ...]
+
+
+class _Misplaced(ValueError):
+    """Problems the whole file shows but that belong to particular fields: pydantic would report
+    them at the top level, so each keeps its own location to lead the author to its line."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -91,15 +103,20 @@ class Regimen(_Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
+        problems: list[tuple[Loc, str]] = []
         seen: set[str] = set()
-        for unit in self.units:
-            for exercise in unit.exercises:
+        for u, unit in enumerate(self.units):
+            for e, exercise in enumerate(unit.exercises):
+                where = ("units", u, "exercises", e)
                 if exercise.slug in seen:
-                    raise ValueError(f"exercise slug {exercise.slug!r} is used twice")
+                    problems.append(((*where, "slug"),
+                                     f"exercise slug {exercise.slug!r} is used twice"))
                 seen.add(exercise.slug)
                 if exercise.program is not None and exercise.program not in self.programs:
-                    raise ValueError(f"exercise {exercise.slug!r} names program "
-                                     f"{exercise.program!r}, which is not under programs:")
+                    problems.append(((*where, "program"),
+                                     f"program {exercise.program!r} is not under programs:"))
+        if problems:
+            raise _Misplaced(problems)
         return self
 
     def exercises(self) -> list[Exercise]:
@@ -136,15 +153,16 @@ def load_regimen(path: Path) -> Regimen:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = error["loc"]
-            field = ".".join(str(part) for part in loc) or "(top level)"
-            line = _line_of(node, loc)
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"line {line}: {field}: {message}")
+            cause = error.get("ctx", {}).get("error")
+            located = cause.problems if isinstance(cause, _Misplaced) else \
+                [(error["loc"], error["msg"].removeprefix("Value error, "))]
+            for loc, message in located:
+                field = ".".join(str(part) for part in loc) or "(top level)"
+                problems.append(f"line {_line_of(node, loc)}: {field}: {message}")
         raise ContentError(path, problems) from None
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+def _line_of(node: yaml.Node | None, loc: Loc) -> int:
     """Follow a pydantic error location through the YAML tree to the nearest line."""
     line = node.start_mark.line + 1 if node is not None else 1
     for part in loc:

@@ -85,10 +85,12 @@ class SmtpTransport:
             codes = [refusal.code for refusal in exc.recipients]
             failure = PermanentFailure if codes and min(codes) >= 500 else TemporaryFailure
             raise failure(str(exc)) from exc
-        except aiosmtplib.SMTPResponseException as exc:
+        except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as exc:
             failure = PermanentFailure if exc.code >= 500 else TemporaryFailure
             raise failure(f"{exc.code} {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
+            # Only the reader's address or this message can be refused for good. A refused login
+            # or sender is our configuration: mail waits until it is fixed, no address bounces.
             raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
 
 

@@ -1,0 +1,254 @@
+"""Mail transports against a real SMTP server (aiosmtpd) in this process, with real TLS
+certificates from a throwaway CA (trustme)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from service.transports import (
+    ConsoleTransport,
+    FileTransport,
+    PermanentFailure,
+    SmtpTransport,
+    TemporaryFailure,
+    transport_from_url,
+)
+
+StartServer = Callable[..., int]
+
+
+def mail() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Lawrence Gold <regimen@regimen.test>"
+    message["To"] = "reader@example.org"
+    message["Subject"] = "Please confirm"
+    message["Message-ID"] = "<20240501.k3y@regimen.test>"
+    message.set_content("Confirm here: https://regimen.test/confirm/abc\n")
+    message.add_alternative("<p>Confirm <a href='https://regimen.test/confirm/abc'>here</a></p>",
+                            subtype="html")
+    return message
+
+
+class Sink:
+    """Keeps what arrives; `refuse` maps an SMTP command to the answer that refuses it."""
+
+    def __init__(self, refuse: dict[str, str] | None = None) -> None:
+        self.refuse = refuse or {}
+        self.received: list[dict[str, Any]] = []
+        self.logins: list[LoginPassword] = []
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        envelope.mail_from = address
+        return self.refuse.get("MAIL", "250 OK")
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        envelope.rcpt_tos.append(address)
+        return self.refuse.get("RCPT", "250 OK")
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if "DATA" in self.refuse:
+            return self.refuse["DATA"]
+        self.received.append({
+            "from": envelope.mail_from,
+            "to": envelope.rcpt_tos,
+            "message": message_from_bytes(envelope.content, policy=policy.default),
+            "tls": server.transport.get_extra_info("cipher") is not None,
+            "authenticated": session.authenticated,
+        })
+        return "250 Message accepted"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                     login: LoginPassword) -> AuthResult:
+        self.logins.append(login)
+        # handled=False: aiosmtpd then answers 535 itself.
+        return AuthResult(success=login.password == b"p@ss word:1", handled=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def start_smtp() -> Iterator[StartServer]:
+    """Starts aiosmtpd servers on 127.0.0.1 and stops every one of them after the test."""
+    controllers: list[Controller] = []
+
+    def start(handler: Sink, **options: Any) -> int:
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
+        controller.start()
+        controllers.append(controller)
+        return int(controller.port)
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def trust_ca(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transport uses the system's default trust store, as in production; point it at ours."""
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+
+
+async def test_smtp_delivers(start_smtp: StartServer, tmp_path: Path) -> None:
+    sink = Sink()
+    port = start_smtp(sink)
+    await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+    [received] = sink.received
+    assert received["from"] == "regimen@regimen.test"
+    assert received["to"] == ["reader@example.org"]
+    assert received["message"]["Message-ID"] == "<20240501.k3y@regimen.test>"
+    assert received["message"]["Subject"] == "Please confirm"
+    assert received["tls"] is False
+    assert sink.logins == []
+
+
+@pytest.mark.usefixtures("trust_ca")
+async def test_smtp_upgrades_with_starttls_when_offered(start_smtp: StartServer, tmp_path: Path,
+                                                        server_tls: ssl.SSLContext) -> None:
+    sink = Sink()
+    port = start_smtp(sink, tls_context=server_tls, require_starttls=True)
+    await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+    assert [received["tls"] for received in sink.received] == [True]
+
+
+async def test_an_untrusted_certificate_is_a_temporary_failure(
+        start_smtp: StartServer, tmp_path: Path, server_tls: ssl.SSLContext) -> None:
+    sink = Sink()
+    port = start_smtp(sink, tls_context=server_tls)
+    # No falling back to plain text when the certificate does not verify.
+    with pytest.raises(TemporaryFailure, match="certificate"):
+        await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+    assert sink.received == []
+
+
+@pytest.mark.usefixtures("trust_ca")
+async def test_smtps_speaks_tls_from_the_first_byte(start_smtp: StartServer, tmp_path: Path,
+                                                    server_tls: ssl.SSLContext) -> None:
+    sink = Sink()
+    port = start_smtp(sink, ssl_context=server_tls, server_hostname="127.0.0.1")
+    await transport_from_url(f"smtps://127.0.0.1:{port}", tmp_path).send(mail())
+    assert [received["tls"] for received in sink.received] == [True]
+
+
+async def test_smtp_logs_in_with_the_credentials_of_the_url(start_smtp: StartServer,
+                                                            tmp_path: Path) -> None:
+    sink = Sink()
+    port = start_smtp(sink, authenticator=sink.authenticate, auth_require_tls=False)
+    url = f"smtp://relay%40regimen.test:p%40ss%20word%3A1@127.0.0.1:{port}"
+    await transport_from_url(url, tmp_path).send(mail())
+    assert sink.logins == [LoginPassword(b"relay@regimen.test", b"p@ss word:1")]
+    assert [received["authenticated"] for received in sink.received] == [True]
+
+
+@pytest.mark.parametrize(("command", "answer", "failure"), [
+    ("RCPT", "550 5.1.1 No such user", PermanentFailure),
+    ("RCPT", "451 4.3.0 Try again later", TemporaryFailure),
+    ("DATA", "554 5.6.0 Message refused", PermanentFailure),
+    ("DATA", "452 4.3.1 Out of storage", TemporaryFailure),
+    # A refused sender is our configuration, not the reader's address: retry, never bounce.
+    ("MAIL", "553 5.7.1 Sender not owned by user", TemporaryFailure),
+])
+async def test_refusals_are_permanent_only_for_the_reader_or_the_message(
+        start_smtp: StartServer, tmp_path: Path, command: str, answer: str,
+        failure: type[Exception]) -> None:
+    port = start_smtp(Sink(refuse={command: answer}))
+    with pytest.raises(failure, match=answer.split()[0]):
+        await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+
+
+async def test_a_wrong_password_is_a_temporary_failure(start_smtp: StartServer,
+                                                       tmp_path: Path) -> None:
+    sink = Sink()
+    port = start_smtp(sink, authenticator=sink.authenticate, auth_require_tls=False)
+    # Every queued mail would be marked failed for good if a bad password were permanent.
+    with pytest.raises(TemporaryFailure, match="535"):
+        await transport_from_url(f"smtp://relay:wrong@127.0.0.1:{port}", tmp_path).send(mail())
+    assert sink.received == []
+
+
+async def test_nothing_listening_is_a_temporary_failure(tmp_path: Path) -> None:
+    with pytest.raises(TemporaryFailure):
+        await transport_from_url(f"smtp://127.0.0.1:{free_port()}", tmp_path).send(mail())
+
+
+async def test_file_writes_one_eml_per_message(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    await transport_from_url(f"file://{outbox}", tmp_path / "data").send(mail())
+    [written] = outbox.iterdir()
+    assert written.name == "20240501.k3y.eml"
+    assert message_from_bytes(written.read_bytes(), policy=policy.default)["Subject"] == \
+        "Please confirm"
+
+
+async def test_console_prints_the_text_and_keeps_a_copy(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    await transport_from_url("console:", tmp_path).send(mail())
+    printed = capsys.readouterr().out
+    assert "MAIL to reader@example.org: Please confirm" in printed
+    assert "Confirm here: https://regimen.test/confirm/abc" in printed
+    assert "<p>" not in printed
+    assert [path.name for path in (tmp_path / "mail").iterdir()] == ["20240501.k3y.eml"]
+
+
+@pytest.mark.parametrize(("url", "kind", "port", "implicit_tls", "username", "password"), [
+    ("smtp://mail.example.org", SmtpTransport, 587, False, None, None),
+    ("smtps://u:p@mail.example.org", SmtpTransport, 465, True, "u", "p"),
+    ("smtp://mail.example.org:2525", SmtpTransport, 2525, False, None, None),
+])
+def test_smtp_urls(tmp_path: Path, url: str, kind: type, port: int, implicit_tls: bool,
+                   username: str | None, password: str | None) -> None:
+    transport = transport_from_url(url, tmp_path)
+    assert isinstance(transport, kind)
+    assert (transport.host, transport.port, transport.implicit_tls, transport.username,
+            transport.password) == ("mail.example.org", port, implicit_tls, username, password)
+
+
+def test_console_and_file_urls(tmp_path: Path) -> None:
+    console = transport_from_url("console:", tmp_path)
+    assert isinstance(console, ConsoleTransport)
+    assert console.copies.directory == tmp_path / "mail"
+    files = transport_from_url("file:///srv/regimen%20mail", tmp_path)
+    assert isinstance(files, FileTransport)
+    assert files.directory == Path("/srv/regimen mail")
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("postcard://mail.example.org", "unknown mail transport 'postcard'"),
+    ("mail.example.org:25", "unknown mail transport 'mail.example.org'"),
+    ("smtp://", "needs a host"),
+    ("file:", "needs a directory"),
+])
+def test_unusable_urls(tmp_path: Path, url: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        transport_from_url(url, tmp_path)
