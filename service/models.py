@@ -73,11 +73,20 @@ class OutboxStatus(enum.StrEnum):
 
 class MailKind(enum.StrEnum):
     CONFIRM = "confirm"
+    REMINDER = "reminder"
     REGIMEN = "regimen"
 
 
+class EventKind(enum.StrEnum):
+    CONFIRM_PAGE_OPENED = "confirm_page_opened"
+    REGIMEN_OPENED = "regimen_opened"
+    EXERCISE_CLICKED = "exercise_clicked"
+
+
 def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
-    return Enum(kind, name=name, native_enum=False, create_constraint=True, length=16,
+    # Stored as plain strings without a CHECK constraint: adding a kind is then a code change,
+    # not a table rebuild on SQLite.
+    return Enum(kind, name=name, native_enum=False, create_constraint=False, length=32,
                 values_callable=lambda members: [member.value for member in members])
 
 
@@ -94,6 +103,10 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set after a hard bounce or a spam complaint: never mailed again, whoever signs it up.
+    suppressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    suppressed_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class Consent(Base):
@@ -150,3 +163,19 @@ class WorkerHeartbeat(Base):
 
     worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(Base):
+    """Something a reader did, counted for the author's funnel; no personal data beyond the
+    subscriber it belongs to."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_kind_created_at", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "event_kind"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    exercise: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 11:31:54.992414
+Create Date: 2026-11-25 12:10:09.269765
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ def upgrade() -> None:
                 "unsubscribed",
                 name="subscriber_status",
                 native_enum=False,
-                create_constraint=True,
-                length=16,
+                length=32,
             ),
             nullable=False,
         ),
@@ -39,6 +38,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("unsubscribed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("suppressed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("suppressed_reason", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("email", name=op.f("uq_subscribers_email")),
         sa.UniqueConstraint("public_id", name=op.f("uq_subscribers_public_id")),
@@ -74,18 +76,45 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "confirm_page_opened",
+                "regimen_opened",
+                "exercise_clicked",
+                name="event_kind",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("subscriber_id", sa.Integer(), nullable=True),
+        sa.Column("exercise", sa.String(length=80), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["subscriber_id"],
+            ["subscribers.id"],
+            name=op.f("fk_events_subscriber_id_subscribers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
+    )
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index("ix_events_kind_created_at", ["kind", "created_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_events_subscriber_id"), ["subscriber_id"], unique=False
+        )
+
+    op.create_table(
         "outbox",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column(
             "kind",
             sa.Enum(
-                "confirm",
-                "regimen",
-                name="mail_kind",
-                native_enum=False,
-                create_constraint=True,
-                length=16,
+                "confirm", "reminder", "regimen", name="mail_kind", native_enum=False, length=32
             ),
             nullable=False,
         ),
@@ -99,8 +128,7 @@ def upgrade() -> None:
                 "cancelled",
                 name="outbox_status",
                 native_enum=False,
-                create_constraint=True,
-                length=16,
+                length=32,
             ),
             nullable=False,
         ),
@@ -132,6 +160,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_outbox_due")
 
     op.drop_table("outbox")
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_events_subscriber_id"))
+        batch_op.drop_index("ix_events_kind_created_at")
+
+    op.drop_table("events")
     with op.batch_alter_table("consents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_consents_subscriber_id"))
 
