@@ -36,3 +36,9 @@ def normalize_address(raw: str) -> str:
         raise InvalidAddress(f"That is longer than any email address can be ({MAX_LENGTH} "
                              "characters).")
     return normalized
+
+
+def mask(address: str) -> str:
+    """Enough to tell addresses apart in a list or a log line, not enough to harvest them."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import webhooks
 from service.pages import render
 from service.routes import router
 from service.runtime import Runtime
@@ -55,6 +56,7 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app = FastAPI(title="regimen-delivery", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
     app.include_router(router)
+    app.include_router(webhooks.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     if runtime.settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.allowed_origins,

@@ -6,16 +6,22 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import timedelta
 from typing import Annotated, NoReturn
+from uuid import uuid4
 
 import httpx
 import typer
 import uvicorn
 
+from service import outbox
+from service.addresses import InvalidAddress, mask, normalize_address
 from service.app import create_app
 from service.config import ConfigError, Settings, load_settings
 from service.content import ContentError, Regimen, load_regimen
 from service.db import migrate as run_migrations
+from service.models import MailKind, OutboxStatus, Subscriber, SubscriberStatus, utcnow
+from service.outgoing import PermanentFailure, TemporaryFailure
 from service.pages import signup_form
 from service.runtime import Runtime, build_runtime
 
@@ -23,6 +29,8 @@ app = typer.Typer(help="Deliver a free exercise regimen to a blog's readers, wit
                   no_args_is_help=True, add_completion=False)
 content_app = typer.Typer(help="The regimen content file.", no_args_is_help=True)
 app.add_typer(content_app, name="content")
+outbox_app = typer.Typer(help="See and fix the queue of outgoing mail.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -153,6 +161,102 @@ def embed(
     """Print the HTML form to paste into a blog post."""
     settings = _settings()
     typer.echo(signup_form(action=f"{settings.base_url}/subscribe", source=source))
+
+
+@app.command("send-test")
+def send_test(address: Annotated[str, typer.Argument(help="Where to send the samples.")]) -> None:
+    """Send one of every mail the service sends to ADDRESS, right now, to see how they look."""
+    try:
+        email = normalize_address(address)
+    except InvalidAddress as exc:
+        _fail(str(exc))
+    runtime = _runtime(_settings())
+    sample = Subscriber(public_id="send-test", email=email, token_version=0,
+                        status=SubscriberStatus.PENDING)
+
+    async def main() -> list[str]:
+        problems = []
+        try:
+            for kind in MailKind:
+                try:
+                    key = f"send-test-{kind.value}-{uuid4().hex}"
+                    await runtime.transport.send(runtime.mailer.compose(kind, sample, key))
+                    typer.echo(f"sent: {kind.value}")
+                except (TemporaryFailure, PermanentFailure) as exc:
+                    problems.append(f"{kind.value}: {exc}")
+        finally:
+            await runtime.transport.close()
+            await runtime.db.dispose()
+        return problems
+
+    problems = asyncio.run(main())
+    for problem in problems:
+        typer.secho(f"not sent: {problem}", fg=typer.colors.RED, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("The links in these samples belong to no reader: they open a 'no longer works' "
+               "page.")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[OutboxStatus | None, typer.Option(help="Only messages in this state.")]
+    = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest to show.")] = 20,
+) -> None:
+    """Counts by kind and state, then the newest messages, addresses masked."""
+    runtime = _runtime(_settings())
+
+    async def main() -> None:
+        async with runtime.db.transaction() as session:
+            totals = await outbox.counts(session)
+            rows = await outbox.listing(session, status, limit)
+        await runtime.db.dispose()
+        for (kind, state), number in sorted(totals.items()):
+            typer.echo(f"{kind.value:<10} {state.value:<10} {number:>8}")
+        if rows:
+            typer.echo("")
+        for message, email in rows:
+            typer.echo(f"#{message.id:<7} {message.kind.value:<9} {message.status.value:<9} "
+                       f"tries {message.attempts:<3} {message.created_at:%Y-%m-%d %H:%M} "
+                       f"{mask(email)}  {message.last_error or ''}"[:160])
+
+    asyncio.run(main())
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    message_id: Annotated[int | None, typer.Option("--id", help="Only this message.")] = None,
+) -> None:
+    """Queue failed messages again (e.g. after fixing the mail settings)."""
+    runtime = _runtime(_settings())
+
+    async def main() -> int:
+        async with runtime.db.transaction() as session:
+            number = await outbox.requeue_failed(session, utcnow(), message_id)
+        await runtime.db.dispose()
+        return number
+
+    typer.echo(f"{asyncio.run(main())} message(s) queued again.")
+
+
+@outbox_app.command("purge")
+def outbox_purge(
+    older_than: Annotated[int, typer.Option(help="Age in days.")] = 30,
+    failed: Annotated[bool, typer.Option(help="Also delete failed messages.")] = False,
+) -> None:
+    """Delete sent and cancelled messages older than --older-than days."""
+    runtime = _runtime(_settings())
+    statuses = [OutboxStatus.SENT, OutboxStatus.CANCELLED] + ([OutboxStatus.FAILED] if failed
+                                                              else [])
+
+    async def main() -> int:
+        async with runtime.db.transaction() as session:
+            number = await outbox.purge(session, utcnow() - timedelta(days=older_than), statuses)
+        await runtime.db.dispose()
+        return number
+
+    typer.echo(f"{asyncio.run(main())} message(s) deleted.")
 
 
 if __name__ == "__main__":

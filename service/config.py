@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"
     confirm_max_age: int = Field(default=7 * 24 * 3600, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    worker_lease: int = Field(default=300, ge=5)
+    retry_for: int = Field(default=3 * 24 * 3600, gt=0)
+    reminder_after: int = Field(default=24 * 3600, ge=0)
+    dkim_private_key: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    webhook_secret: str = ""
+    mailgun_signing_key: str = ""
 
     @field_validator("secret_keys", "allowed_origins", mode="before")
     @classmethod
@@ -76,6 +85,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _dkim_is_complete(self) -> Settings:
+        given = [bool(self.dkim_private_key), bool(self.dkim_selector), bool(self.dkim_domain)]
+        if any(given) and not all(given):
+            raise ValueError("DKIM needs all three of REGIMEN_DKIM_PRIVATE_KEY, "
+                             "REGIMEN_DKIM_SELECTOR and REGIMEN_DKIM_DOMAIN")
+        if self.dkim_private_key:
+            self.dkim_key_bytes()
+        return self
+
+    @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'regimen.db'}"
@@ -102,6 +121,16 @@ class Settings(BaseSettings):
     @property
     def mail_from_address(self) -> str:
         return parseaddr(self.mail_from)[1]
+
+    def dkim_key_bytes(self) -> bytes:
+        """The key as PEM, whether the variable holds the PEM itself or a path to it."""
+        if "-----BEGIN" in self.dkim_private_key:
+            return self.dkim_private_key.replace("\\n", "\n").encode()
+        try:
+            return Path(self.dkim_private_key).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"REGIMEN_DKIM_PRIVATE_KEY: cannot read {self.dkim_private_key}: "
+                             f"{exc.strerror}") from None
 
     @property
     def email_templates_dir(self) -> Path:

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
 import css_inline
+import dkim
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from service.config import Settings
 from service.content import Regimen
 from service.links import Links
 from service.models import MailKind, Subscriber, utcnow
+from service.outgoing import Outgoing
 from service.tokens import Purpose
 
 
@@ -76,6 +79,31 @@ class Templates:
         )
 
 
+class DkimSigner:
+    """Signs the headers a receiver checks, including the unsubscribe headers, so that no one on
+    the way can swap the link."""
+
+    HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
+               "List-Unsubscribe-Post", "MIME-Version", "Content-Type")
+
+    def __init__(self, private_key: bytes, selector: str, domain: str) -> None:
+        self.private_key = private_key
+        self.selector = selector.encode()
+        self.domain = domain.encode()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DkimSigner | None:
+        if not settings.dkim_private_key:
+            return None
+        return cls(settings.dkim_key_bytes(), settings.dkim_selector, settings.dkim_domain)
+
+    def sign(self, data: bytes, message: EmailMessage) -> bytes:
+        headers = [name.encode() for name in self.HEADERS if name in message]
+        signature: bytes = dkim.sign(data, self.selector, self.domain, self.private_key,
+                                     include_headers=headers)
+        return signature
+
+
 class Mailer:
     """Turns an outbox row's kind and reader into a finished message."""
 
@@ -84,17 +112,24 @@ class Mailer:
         self.links = links
         self.regimen = regimen
         self.templates = Templates(settings.email_templates_dir)
+        self.dkim = DkimSigner.from_settings(settings)
 
-    def compose(self, kind: MailKind, subscriber: Subscriber, key: str) -> EmailMessage:
-        if kind is MailKind.CONFIRM:
-            rendered = self.templates.render("confirm", self.confirm_context(subscriber))
-            return self._message(subscriber.email, rendered, key)
-        context = self.regimen_context(subscriber)
-        message = self._message(subscriber.email, self.templates.render("regimen", context), key)
-        # RFC 8058: an https link the mailbox provider can POST to, no cookies, no page.
-        message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        return message
+    def compose(self, kind: MailKind, subscriber: Subscriber, key: str) -> Outgoing:
+        if kind is MailKind.REGIMEN:
+            context = self.regimen_context(subscriber)
+            message = self._message(subscriber.email, self.templates.render("regimen", context),
+                                    key)
+            # RFC 8058: an https link the mailbox provider can POST to, no cookies, no page.
+            message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        else:
+            rendered = self.templates.render(kind.value, self.confirm_context(subscriber))
+            message = self._message(subscriber.email, rendered, key)
+        data = message.as_bytes(policy=policy.SMTP)
+        if self.dkim is not None:
+            data = self.dkim.sign(data, message) + data
+        return Outgoing(message=message, data=data, sender=self.settings.mail_from_address,
+                        recipient=subscriber.email)
 
     def confirm_context(self, subscriber: Subscriber) -> ConfirmContext:
         return ConfirmContext(

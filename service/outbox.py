@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import OUTBOX_QUEUED
-from service.models import MailKind, OutboxMessage, OutboxStatus, Subscriber
+from service.models import (
+    Consent,
+    MailKind,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 
 LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=10)
@@ -30,16 +39,18 @@ async def queue_mail(session: AsyncSession, subscriber: Subscriber, kind: MailKi
     session.info[OUTBOX_QUEUED] = True
 
 
-async def cancel_queued(session: AsyncSession, subscriber: Subscriber) -> None:
+async def cancel_queued(session: AsyncSession, subscriber_id: int) -> None:
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.subscriber_id == subscriber.id,
+        .where(OutboxMessage.subscriber_id == subscriber_id,
                OutboxMessage.status == OutboxStatus.QUEUED)
         .values(status=OutboxStatus.CANCELLED, locked_until=None)
     )
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[OutboxMessage]:
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int, lease: timedelta = LEASE,
+) -> list[OutboxMessage]:
     """Lease up to `limit` messages that are due and not held by a live lease."""
     due = (
         OutboxMessage.status == OutboxStatus.QUEUED,
@@ -53,7 +64,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Ou
     result = await session.scalars(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(candidates.scalar_subquery()), *due)
-        .values(locked_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
+        .values(locked_until=now + lease, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False)
     )
@@ -79,6 +90,36 @@ async def mark_retry(
                   last_error=error)
 
 
+async def release(session: AsyncSession, message_id: int) -> None:
+    """Give back a claimed message that was never tried (the worker is stopping)."""
+    await _settle(session, message_id, attempts=OutboxMessage.attempts - 1)
+
+
+async def queue_reminders(session: AsyncSession, now: datetime, after: timedelta) -> int:
+    """Queue the one reminder for readers who signed up `after` ago and never confirmed.
+
+    The conditional UPDATE is the claim: of two workers looking at once, one reminds.
+    """
+    latest_signup = (
+        select(Consent.subscriber_id).group_by(Consent.subscriber_id)
+        .having(func.max(Consent.signed_up_at) <= now - after)
+    )
+    reminded = await session.scalars(
+        update(Subscriber)
+        .where(Subscriber.status == SubscriberStatus.PENDING,
+               Subscriber.reminded_at.is_(None),
+               Subscriber.suppressed_at.is_(None),
+               Subscriber.id.in_(latest_signup))
+        .values(reminded_at=now)
+        .returning(Subscriber.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = list(reminded)
+    session.add_all(OutboxMessage(kind=MailKind.REMINDER, subscriber_id=id_) for id_ in ids)
+    await session.flush()
+    return len(ids)
+
+
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff with jitter, so a crowd of failed mails does not retry in step."""
     ceiling = min(LONGEST_RETRY, FIRST_RETRY * (1 << max(attempts - 1, 0)))
@@ -91,3 +132,53 @@ async def _settle(session: AsyncSession, message_id: int, **values: object) -> N
         .values(locked_until=None, **values)
     )
 
+
+
+# The author's view of the queue (`regimen outbox ...`).
+
+async def counts(session: AsyncSession) -> dict[tuple[MailKind, OutboxStatus], int]:
+    rows = await session.execute(
+        select(OutboxMessage.kind, OutboxMessage.status, func.count())
+        .group_by(OutboxMessage.kind, OutboxMessage.status)
+    )
+    return {(kind, status): number for kind, status, number in rows.tuples()}
+
+
+async def listing(
+    session: AsyncSession, status: OutboxStatus | None, limit: int,
+) -> list[tuple[OutboxMessage, str]]:
+    """The newest messages (of one status), each with its reader's address."""
+    query = (
+        select(OutboxMessage, Subscriber.email)
+        .join(Subscriber, Subscriber.id == OutboxMessage.subscriber_id)
+        .order_by(OutboxMessage.id.desc()).limit(limit)
+    )
+    if status is not None:
+        query = query.where(OutboxMessage.status == status)
+    return [(message, email) for message, email in (await session.execute(query)).tuples()]
+
+
+async def requeue_failed(session: AsyncSession, now: datetime, message_id: int | None) -> int:
+    """Queue failed messages again, with a fresh retry window (it counts from created_at)."""
+    query = update(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED)
+    if message_id is not None:
+        query = query.where(OutboxMessage.id == message_id)
+    result = await session.execute(
+        query.values(status=OutboxStatus.QUEUED, created_at=now, next_attempt_at=now,
+                     locked_until=None)
+    )
+    session.info[OUTBOX_QUEUED] = True
+    return _rowcount(result)
+
+
+async def purge(session: AsyncSession, before: datetime, statuses: list[OutboxStatus]) -> int:
+    result = await session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.status.in_(statuses), OutboxMessage.created_at < before)
+    )
+    return _rowcount(result)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    # Bulk UPDATE and DELETE return a cursor result, which counts the rows they touched.
+    return cast(CursorResult[Any], result).rowcount

@@ -4,15 +4,17 @@ worker and the CLI alike."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from service.config import Settings
 from service.content import Regimen, load_regimen
 from service.db import Database
 from service.links import Links
 from service.mail import Mailer
+from service.outgoing import Transport
 from service.tokens import Tokens
-from service.transports import Transport, transport_from_url
-from service.worker import POLL_SECONDS, Worker
+from service.transports import transport_from_url
+from service.worker import Pace, Worker
 
 
 @dataclass
@@ -25,8 +27,16 @@ class Runtime:
     mailer: Mailer
     transport: Transport
 
-    def worker(self, poll_seconds: float = POLL_SECONDS) -> Worker:
-        return Worker(self.db, self.mailer, self.transport, poll_seconds=poll_seconds)
+    def worker(self) -> Worker:
+        settings = self.settings
+        pace = Pace(
+            concurrency=settings.worker_concurrency,
+            lease=timedelta(seconds=settings.worker_lease),
+            retry_for=timedelta(seconds=settings.retry_for),
+            remind_after=timedelta(seconds=settings.reminder_after)
+            if settings.reminder_after else None,
+        )
+        return Worker(self.db, self.mailer, self.transport, pace)
 
 
 def build_runtime(settings: Settings, transport: Transport | None = None) -> Runtime:
@@ -41,5 +51,6 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
         links=links,
         regimen=regimen,
         mailer=Mailer(settings, links, regimen),
-        transport=transport or transport_from_url(settings.mail_url, settings.data_dir),
+        transport=transport or transport_from_url(settings.mail_url, settings.data_dir,
+                                                  settings.worker_concurrency),
     )

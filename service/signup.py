@@ -6,6 +6,7 @@ sent here, only queued in the outbox within the same transaction.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,6 +46,9 @@ async def subscribe(
     subscriber = await _by_email(session, email)
     if subscriber is None:
         subscriber = await _create(session, email, now)
+    if subscriber.suppressed_at is not None:
+        # The address bounced or complained: whoever types it in, it is not mailed again.
+        return
     if subscriber.status is SubscriberStatus.CONFIRMED:
         # Readers lose mails: a confirmed reader signing up again gets the regimen again.
         await queue_mail(session, subscriber, MailKind.REGIMEN)
@@ -97,7 +101,7 @@ async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime) -> N
         return
     subscriber.status = SubscriberStatus.UNSUBSCRIBED
     subscriber.unsubscribed_at = now
-    await cancel_queued(session, subscriber)
+    await cancel_queued(session, subscriber.id)
 
 
 async def subscriber_for(session: AsyncSession, claims: Claims) -> Subscriber:
@@ -125,3 +129,27 @@ async def _create(session: AsyncSession, email: str, now: datetime) -> Subscribe
             raise
         return existing
     return subscriber
+
+
+class SuppressionReason(enum.StrEnum):
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+
+
+async def suppress(
+    session: AsyncSession, email: str, reason: SuppressionReason, now: datetime,
+) -> bool:
+    """Never mail this (normalised) address again: a hard bounce or a spam complaint; a
+    complaint also unsubscribes. Returns whether the address was known."""
+    subscriber = await _by_email(session, email)
+    if subscriber is None:
+        return False
+    if subscriber.suppressed_at is None:
+        subscriber.suppressed_at = now
+        subscriber.suppressed_reason = reason.value
+    if reason is SuppressionReason.COMPLAINT and \
+            subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = now
+    await cancel_queued(session, subscriber.id)
+    return True

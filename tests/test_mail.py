@@ -22,7 +22,7 @@ def reader() -> Subscriber:
 def compose(runtime: Runtime, kind: MailKind, reader: Subscriber) -> EmailMessage:
     """Built, then parsed back from bytes, as the receiving server would see it."""
     built = runtime.mailer.compose(kind, reader, key="0123abcd")
-    parsed = message_from_bytes(built.as_bytes(), policy=policy.default)
+    parsed = message_from_bytes(built.data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
 

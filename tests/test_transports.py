@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -14,21 +15,25 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from service.outgoing import (
+    Outgoing,
+    PermanentFailure,
+    RecipientRejected,
+    TemporaryFailure,
+)
 from service.transports import (
     ConsoleTransport,
     FileTransport,
-    PermanentFailure,
     SmtpTransport,
-    TemporaryFailure,
     transport_from_url,
 )
 
 StartServer = Callable[..., int]
 
 
-def mail() -> EmailMessage:
+def mail() -> Outgoing:
     message = EmailMessage()
     message["From"] = "Lawrence Gold <regimen@regimen.test>"
     message["To"] = "reader@example.org"
@@ -37,7 +42,18 @@ def mail() -> EmailMessage:
     message.set_content("Confirm here: https://regimen.test/confirm/abc\n")
     message.add_alternative("<p>Confirm <a href='https://regimen.test/confirm/abc'>here</a></p>",
                             subtype="html")
-    return message
+    return Outgoing(message=message, data=message.as_bytes(policy=policy.SMTP),
+                    sender="regimen@regimen.test", recipient="reader@example.org")
+
+
+async def send(url: str, data_dir: Path, *mails: Outgoing) -> None:
+    """Send through a fresh transport and close it, as the worker does when it stops."""
+    transport = transport_from_url(url, data_dir)
+    try:
+        for outgoing in mails or (mail(),):
+            await transport.send(outgoing)
+    finally:
+        await transport.close()
 
 
 class Sink:
@@ -84,13 +100,52 @@ def free_port() -> int:
         return port
 
 
+class _Session(SMTP):
+    def __init__(self, ended: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ended = ended
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self._ended()
+
+
+class _Controller(Controller):
+    """Stops once every session is over. aiosmtpd's stop() abandons the socket of a session
+    still open, and its ResourceWarning then fails whichever later test the GC runs in."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open = 0
+        self._changed = threading.Condition()
+
+    sessions_started = 0
+
+    def factory(self) -> SMTP:
+        with self._changed:
+            self._open += 1
+            _Controller.sessions_started += 1
+        return _Session(self._ended, self.handler, **self.SMTP_kwargs)
+
+    def _ended(self) -> None:
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
+
+    def stop(self, no_assert: bool = False) -> None:
+        with self._changed:
+            closed = self._changed.wait_for(lambda: self._open == 0, timeout=10)
+        super().stop(no_assert)
+        assert closed, "the client left its SMTP connection open"
+
+
 @pytest.fixture
 def start_smtp() -> Iterator[StartServer]:
     """Starts aiosmtpd servers on 127.0.0.1 and stops every one of them after the test."""
     controllers: list[Controller] = []
 
     def start(handler: Sink, **options: Any) -> int:
-        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
+        controller = _Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
         controller.start()
         controllers.append(controller)
         return int(controller.port)
@@ -123,7 +178,7 @@ def trust_ca(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 async def test_smtp_delivers(start_smtp: StartServer, tmp_path: Path) -> None:
     sink = Sink()
     port = start_smtp(sink)
-    await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+    await send(f"smtp://127.0.0.1:{port}", tmp_path)
     [received] = sink.received
     assert received["from"] == "regimen@regimen.test"
     assert received["to"] == ["reader@example.org"]
@@ -138,7 +193,7 @@ async def test_smtp_upgrades_with_starttls_when_offered(start_smtp: StartServer,
                                                         server_tls: ssl.SSLContext) -> None:
     sink = Sink()
     port = start_smtp(sink, tls_context=server_tls, require_starttls=True)
-    await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+    await send(f"smtp://127.0.0.1:{port}", tmp_path)
     assert [received["tls"] for received in sink.received] == [True]
 
 
@@ -148,7 +203,7 @@ async def test_an_untrusted_certificate_is_a_temporary_failure(
     port = start_smtp(sink, tls_context=server_tls)
     # No falling back to plain text when the certificate does not verify.
     with pytest.raises(TemporaryFailure, match="certificate"):
-        await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+        await send(f"smtp://127.0.0.1:{port}", tmp_path)
     assert sink.received == []
 
 
@@ -157,7 +212,7 @@ async def test_smtps_speaks_tls_from_the_first_byte(start_smtp: StartServer, tmp
                                                     server_tls: ssl.SSLContext) -> None:
     sink = Sink()
     port = start_smtp(sink, ssl_context=server_tls, server_hostname="127.0.0.1")
-    await transport_from_url(f"smtps://127.0.0.1:{port}", tmp_path).send(mail())
+    await send(f"smtps://127.0.0.1:{port}", tmp_path)
     assert [received["tls"] for received in sink.received] == [True]
 
 
@@ -166,13 +221,41 @@ async def test_smtp_logs_in_with_the_credentials_of_the_url(start_smtp: StartSer
     sink = Sink()
     port = start_smtp(sink, authenticator=sink.authenticate, auth_require_tls=False)
     url = f"smtp://relay%40regimen.test:p%40ss%20word%3A1@127.0.0.1:{port}"
-    await transport_from_url(url, tmp_path).send(mail())
+    await send(url, tmp_path)
     assert sink.logins == [LoginPassword(b"relay@regimen.test", b"p@ss word:1")]
     assert [received["authenticated"] for received in sink.received] == [True]
 
 
+async def test_one_smtp_session_carries_many_mails(
+        start_smtp: StartServer, tmp_path: Path) -> None:
+    sink = Sink()
+    port = start_smtp(sink)
+    sessions_before = _Controller.sessions_started
+    await send(f"smtp://127.0.0.1:{port}", tmp_path, mail(), mail(), mail())
+    assert len(sink.received) == 3
+    assert _Controller.sessions_started - sessions_before == 1
+
+
+async def test_a_session_the_server_dropped_is_reopened(
+        start_smtp: StartServer, tmp_path: Path) -> None:
+    sink = Sink()
+    port = start_smtp(sink)
+    transport = transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path)
+    try:
+        await transport.send(mail())
+        # The relay closes the idle connection (as relays do after a while) ...
+        assert isinstance(transport, SmtpTransport)
+        for idle in transport._idle:
+            idle.transport.close()  # type: ignore[union-attr]
+        # ... and the next mail still goes, over a new session.
+        await transport.send(mail())
+    finally:
+        await transport.close()
+    assert len(sink.received) == 2
+
+
 @pytest.mark.parametrize(("command", "answer", "failure"), [
-    ("RCPT", "550 5.1.1 No such user", PermanentFailure),
+    ("RCPT", "550 5.1.1 No such user", RecipientRejected),
     ("RCPT", "451 4.3.0 Try again later", TemporaryFailure),
     ("DATA", "554 5.6.0 Message refused", PermanentFailure),
     ("DATA", "452 4.3.1 Out of storage", TemporaryFailure),
@@ -184,7 +267,7 @@ async def test_refusals_are_permanent_only_for_the_reader_or_the_message(
         failure: type[Exception]) -> None:
     port = start_smtp(Sink(refuse={command: answer}))
     with pytest.raises(failure, match=answer.split()[0]):
-        await transport_from_url(f"smtp://127.0.0.1:{port}", tmp_path).send(mail())
+        await send(f"smtp://127.0.0.1:{port}", tmp_path)
 
 
 async def test_a_wrong_password_is_a_temporary_failure(start_smtp: StartServer,
@@ -193,18 +276,18 @@ async def test_a_wrong_password_is_a_temporary_failure(start_smtp: StartServer,
     port = start_smtp(sink, authenticator=sink.authenticate, auth_require_tls=False)
     # Every queued mail would be marked failed for good if a bad password were permanent.
     with pytest.raises(TemporaryFailure, match="535"):
-        await transport_from_url(f"smtp://relay:wrong@127.0.0.1:{port}", tmp_path).send(mail())
+        await send(f"smtp://relay:wrong@127.0.0.1:{port}", tmp_path)
     assert sink.received == []
 
 
 async def test_nothing_listening_is_a_temporary_failure(tmp_path: Path) -> None:
     with pytest.raises(TemporaryFailure):
-        await transport_from_url(f"smtp://127.0.0.1:{free_port()}", tmp_path).send(mail())
+        await send(f"smtp://127.0.0.1:{free_port()}", tmp_path)
 
 
 async def test_file_writes_one_eml_per_message(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
-    await transport_from_url(f"file://{outbox}", tmp_path / "data").send(mail())
+    await send(f"file://{outbox}", tmp_path / "data")
     [written] = outbox.iterdir()
     assert written.name == "20240501.k3y.eml"
     assert message_from_bytes(written.read_bytes(), policy=policy.default)["Subject"] == \
@@ -213,7 +296,7 @@ async def test_file_writes_one_eml_per_message(tmp_path: Path) -> None:
 
 async def test_console_prints_the_text_and_keeps_a_copy(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    await transport_from_url("console:", tmp_path).send(mail())
+    await send("console:", tmp_path)
     printed = capsys.readouterr().out
     assert "MAIL to reader@example.org: Please confirm" in printed
     assert "Confirm here: https://regimen.test/confirm/abc" in printed
