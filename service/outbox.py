@@ -2,7 +2,7 @@
 the worker's.
 
 Claims are leases. PostgreSQL skips rows another worker holds (`FOR UPDATE SKIP LOCKED`);
-SQLite, which has one writer at a time, gets the same effect from the conditional UPDATE.
+SQLite has one writer at a time, so its claims never overlap.
 A worker that dies mid-send loses its lease and the row is taken again: delivery is
 at-least-once, and the row's key becomes the Message-ID so a repeat is recognisable.
 """
@@ -51,19 +51,27 @@ async def cancel_queued(session: AsyncSession, subscriber_id: int) -> None:
 async def claim_due(
     session: AsyncSession, now: datetime, limit: int, lease: timedelta = LEASE,
 ) -> list[OutboxMessage]:
-    """Lease up to `limit` messages that are due and not held by a live lease."""
+    """Lease up to `limit` messages that are due and not held by a live lease, oldest first.
+
+    Two statements in the caller's transaction: the SELECT locks the rows it picks (PostgreSQL
+    skips rows other workers hold; SQLite has one writer at a time anyway), the UPDATE leases
+    exactly those. One UPDATE with a LIMIT subquery can lease other rows than it picked,
+    because PostgreSQL may evaluate such a subquery more than once.
+    """
     due = (
         OutboxMessage.status == OutboxStatus.QUEUED,
         OutboxMessage.next_attempt_at <= now,
         or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
     )
-    candidates = (
+    ids = list(await session.scalars(
         select(OutboxMessage.id).where(*due).order_by(OutboxMessage.id).limit(limit)
         .with_for_update(skip_locked=True)
-    )
+    ))
+    if not ids:
+        return []
     result = await session.scalars(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(candidates.scalar_subquery()), *due)
+        .where(OutboxMessage.id.in_(ids))
         .values(locked_until=now + lease, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False)

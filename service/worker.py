@@ -56,7 +56,6 @@ class Worker:
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stop = asyncio.Event()
-        self._sending = asyncio.Semaphore(self.pace.concurrency)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.stop = stop
@@ -93,16 +92,24 @@ class Worker:
             messages = await outbox.claim_due(session, self.clock(),
                                               limit=self.pace.concurrency * 5,
                                               lease=self.pace.lease)
-        await asyncio.gather(*(self._deliver(message) for message in messages))
+        # Sends start in queue order, at most `concurrency` at a time.
+        in_flight: set[asyncio.Task[None]] = set()
+        for message in messages:
+            if len(in_flight) >= self.pace.concurrency:
+                done, in_flight = await asyncio.wait(in_flight,
+                                                     return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            in_flight.add(asyncio.create_task(self._deliver(message)))
+        await asyncio.gather(*in_flight)
         return len(messages)
 
     async def _deliver(self, message: OutboxMessage) -> None:
-        async with self._sending:
-            if self.stop.is_set():
-                async with self.db.transaction() as session:
-                    await outbox.release(session, message.id)
-                return
-            await self._send(message)
+        if self.stop.is_set():
+            async with self.db.transaction() as session:
+                await outbox.release(session, message.id)
+            return
+        await self._send(message)
 
     async def _send(self, message: OutboxMessage) -> None:
         async with self.db.transaction() as session:

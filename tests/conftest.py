@@ -103,6 +103,7 @@ def settings(tmp_path: Path, database_url: str, smtp_port: int) -> Settings:
 async def runtime(settings: Settings, db: Database) -> AsyncIterator[Runtime]:
     built = build_runtime(settings)
     yield built
+    await built.transport.close()
     await built.db.dispose()
 
 
