@@ -19,7 +19,7 @@ from service.config import PROJECT_ROOT, Settings, load_settings
 from service.db import Database, migrate
 from service.models import Base
 from service.runtime import Runtime, build_runtime
-from tests.helpers import BASE_URL, MailSink, free_port
+from tests.helpers import BASE_URL, REPORT, MailSink, free_port
 
 POSTGRES_URL = os.environ.get("REGIMEN_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
@@ -47,6 +47,11 @@ async def _recreate_postgres_database(url: str) -> None:
         await server.execute(f'CREATE DATABASE "{target.database}"')
     finally:
         await server.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in REPORT:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -11,6 +11,8 @@ from email.message import EmailMessage
 from typing import Any
 
 BASE_URL = "https://regimen.test"
+# Measurements a test wants shown at the end of the run (see conftest.pytest_terminal_summary).
+REPORT: list[str] = []
 URL_PATTERN = re.compile(r"https?://[^\s\"'<>]+")
 
 
