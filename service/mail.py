@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 
 import css_inline
 import dkim
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from service import mime
 from service.config import Settings
 from service.content import Regimen
 from service.links import Links
@@ -55,6 +53,14 @@ class Rendered:
     subject: str
     text: str
     html: str
+
+    def with_links(self, links: dict[str, str]) -> Rendered:
+        text, html = self.text, self.html
+        for name, url in links.items():
+            # Signed links are URL-safe: nothing in them needs escaping in HTML.
+            text = text.replace(_placeholder(name), url)
+            html = html.replace(_placeholder(name), url)
+        return Rendered(self.subject, text, html)
 
 
 class Templates:
@@ -97,8 +103,8 @@ class DkimSigner:
             return None
         return cls(settings.dkim_key_bytes(), settings.dkim_selector, settings.dkim_domain)
 
-    def sign(self, data: bytes, message: EmailMessage) -> bytes:
-        headers = [name.encode() for name in self.HEADERS if name in message]
+    def sign(self, data: bytes, present: list[str]) -> bytes:
+        headers = [name.encode() for name in self.HEADERS if name in present]
         signature: bytes = dkim.sign(data, self.selector, self.domain, self.private_key,
                                      include_headers=headers)
         return signature
@@ -113,54 +119,62 @@ class Mailer:
         self.regimen = regimen
         self.templates = Templates(settings.email_templates_dir)
         self.dkim = DkimSigner.from_settings(settings)
+        name, address = parseaddr(settings.mail_from)
+        self._from = formataddr((name, address), charset="utf-8")
+        self._domain = address.rpartition("@")[2]
+        self._cache: dict[MailKind, Rendered] = {}
 
     def compose(self, kind: MailKind, subscriber: Subscriber, key: str) -> Outgoing:
-        if kind is MailKind.REGIMEN:
-            context = self.regimen_context(subscriber)
-            message = self._message(subscriber.email, self.templates.render("regimen", context),
-                                    key)
+        links = {name: self.links.for_subscriber(purpose, subscriber)
+                 for name, purpose in LINKS[kind].items()}
+        rendered = self._rendered(kind).with_links(links)
+        headers = [
+            ("From", self._from),
+            ("To", subscriber.email),
+            ("Subject", mime.header_value(rendered.subject)),
+            ("Date", format_datetime(utcnow())),
+            ("Message-ID", f"<{key}@{self._domain}>"),
+        ]
+        if "unsubscribe_url" in links:
             # RFC 8058: an https link the mailbox provider can POST to, no cookies, no page.
-            message["List-Unsubscribe"] = f"<{context.unsubscribe_url}>"
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        else:
-            rendered = self.templates.render(kind.value, self.confirm_context(subscriber))
-            message = self._message(subscriber.email, rendered, key)
-        data = message.as_bytes(policy=policy.SMTP)
+            headers += [("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
+                        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        data = mime.multipart_alternative(headers, rendered.text, rendered.html,
+                                          boundary=f"=_{key}")
         if self.dkim is not None:
-            data = self.dkim.sign(data, message) + data
-        return Outgoing(message=message, data=data, sender=self.settings.mail_from_address,
+            present = [name for name, _ in headers] + ["MIME-Version", "Content-Type"]
+            data = self.dkim.sign(data, present) + data
+        return Outgoing(data=data, sender=self.settings.mail_from_address,
                         recipient=subscriber.email)
 
-    def confirm_context(self, subscriber: Subscriber) -> ConfirmContext:
-        return ConfirmContext(
-            author=self.regimen.author,
-            site_name=self.regimen.site_name,
-            site_url=self.regimen.site_url,
-            regimen_title=self.regimen.title,
-            confirm_url=self.links.for_subscriber(Purpose.CONFIRM, subscriber),
-            valid_days=max(1, self.settings.confirm_max_age // 86400),
-        )
+    def _rendered(self, kind: MailKind) -> Rendered:
+        """Each kind is rendered (and its CSS inlined) once, with placeholders where the
+        reader's own links go: per mail, only the links are filled in."""
+        if kind not in self._cache:
+            placeholders = {name: _placeholder(name) for name in LINKS[kind]}
+            self._cache[kind] = self.templates.render(kind.value, self._context(kind,
+                                                                                placeholders))
+        return self._cache[kind]
 
-    def regimen_context(self, subscriber: Subscriber) -> RegimenContext:
-        return RegimenContext(
-            author=self.regimen.author,
-            site_name=self.regimen.site_name,
-            site_url=self.regimen.site_url,
-            regimen_title=self.regimen.title,
-            regimen_url=self.links.for_subscriber(Purpose.REGIMEN, subscriber),
-            first_exercise=self.regimen.exercises()[0].title,
-            unsubscribe_url=self.links.for_subscriber(Purpose.UNSUBSCRIBE, subscriber),
-        )
+    def _context(self, kind: MailKind, links: dict[str, str]) -> MailContext:
+        common = {"author": self.regimen.author, "site_name": self.regimen.site_name,
+                  "site_url": self.regimen.site_url, "regimen_title": self.regimen.title}
+        if kind is MailKind.REGIMEN:
+            return RegimenContext(**common, first_exercise=self.regimen.exercises()[0].title,
+                                  regimen_url=links["regimen_url"],
+                                  unsubscribe_url=links["unsubscribe_url"])
+        return ConfirmContext(**common, confirm_url=links["confirm_url"],
+                              valid_days=max(1, self.settings.confirm_max_age // 86400))
 
-    def _message(self, to: str, rendered: Rendered, key: str) -> EmailMessage:
-        name, address = parseaddr(self.settings.mail_from)
-        domain = address.rpartition("@")[2]
-        message = EmailMessage()
-        message["From"] = Address(display_name=name, addr_spec=address)
-        message["To"] = to
-        message["Subject"] = rendered.subject
-        message["Date"] = format_datetime(utcnow())
-        message["Message-ID"] = f"<{key}@{domain}>"
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
-        return message
+
+# The links of each mail that belong to one reader, and the token purpose of each.
+LINKS: dict[MailKind, dict[str, Purpose]] = {
+    MailKind.CONFIRM: {"confirm_url": Purpose.CONFIRM},
+    MailKind.REMINDER: {"confirm_url": Purpose.CONFIRM},
+    MailKind.REGIMEN: {"regimen_url": Purpose.REGIMEN, "unsubscribe_url": Purpose.UNSUBSCRIBE},
+}
+
+
+def _placeholder(name: str) -> str:
+    # Letters only: unchanged by HTML escaping, CSS inlining and line wrapping alike.
+    return f"REGIMENLINK{name.replace('_', '').upper()}REGIMENLINK"

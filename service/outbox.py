@@ -79,8 +79,11 @@ async def claim_due(
     return sorted(result.all(), key=lambda message: message.id)
 
 
-async def mark_sent(session: AsyncSession, message_id: int, now: datetime) -> None:
-    await _settle(session, message_id, status=OutboxStatus.SENT, sent_at=now, last_error=None)
+async def mark_sent(session: AsyncSession, message_ids: list[int], now: datetime) -> None:
+    await session.execute(
+        update(OutboxMessage).where(OutboxMessage.id.in_(message_ids))
+        .values(status=OutboxStatus.SENT, sent_at=now, last_error=None, locked_until=None)
+    )
 
 
 async def mark_cancelled(session: AsyncSession, message_id: int, reason: str) -> None:

@@ -4,16 +4,18 @@ kind whether to retry, give up, or stop mailing the address."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import cached_property
 from typing import Protocol
 
 
 class TemporaryFailure(Exception):
-    pass
+    """Try again later: nothing about this message or address is wrong."""
 
 
 class PermanentFailure(Exception):
-    pass
+    """This message will never go through as it is."""
 
 
 class RecipientRejected(PermanentFailure):
@@ -22,13 +24,18 @@ class RecipientRejected(PermanentFailure):
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One mail ready to leave: the structured message for APIs that want fields, and the exact
-    bytes (DKIM-signed when configured) for those that take the whole message."""
+    """One mail ready to leave: the exact bytes (DKIM-signed when configured) and the envelope.
+    APIs that want the message's fields, and the console, read them from `message`."""
 
-    message: EmailMessage
     data: bytes
     sender: str
     recipient: str
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        parsed = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 class Transport(Protocol):

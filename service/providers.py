@@ -19,8 +19,9 @@ import httpx
 from service.outgoing import Outgoing, PermanentFailure, RecipientRejected, TemporaryFailure
 
 # Headers that providers set themselves or that their API takes as fields.
+# Our DKIM signature too: Postmark rebuilds the message from the fields and signs it itself.
 _FIELDS = {"from", "to", "subject", "date", "message-id", "mime-version", "content-type",
-           "content-transfer-encoding"}
+           "content-transfer-encoding", "dkim-signature"}
 POSTMARK_INACTIVE_RECIPIENT = 406
 
 

@@ -170,7 +170,7 @@ async def _form_fields(request: Request) -> dict[str, str]:
 async def _json_fields(request: Request) -> dict[str, str]:
     try:
         data: Any = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         data = None
     if not isinstance(data, dict):
         return {}

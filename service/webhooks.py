@@ -43,7 +43,7 @@ def _runtime(request: Request) -> Runtime:
 async def _payload(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -75,7 +75,7 @@ async def postmark(request: Request) -> Response:
     reason = None
     if record == "SpamComplaint":
         reason = SuppressionReason.COMPLAINT
-    elif record == "Bounce" and event.get("Type") in POSTMARK_HARD_BOUNCES:
+    elif record == "Bounce" and str(event.get("Type")) in POSTMARK_HARD_BOUNCES:
         reason = SuppressionReason.BOUNCE
     return await _apply(runtime, event.get("Email"), reason)
 
@@ -114,7 +114,8 @@ def _basic_auth_password_is(header: str, secret: str) -> bool:
 def _mailgun_signed(key: str, signature: dict[str, Any]) -> bool:
     timestamp, token, given = (str(signature.get(k, "")) for k in ("timestamp", "token",
                                                                    "signature"))
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAILGUN_MAX_SKEW_SECONDS:
+    if not (timestamp.isascii() and timestamp.isdigit()) or \
+            abs(time.time() - int(timestamp)) > MAILGUN_MAX_SKEW_SECONDS:
         return False
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given)
+    return hmac.compare_digest(expected.encode(), given.encode())

@@ -9,12 +9,15 @@ mail not yet tried, so another worker takes it at once.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlalchemy import select
 
 from service import outbox
 from service.db import Database
@@ -87,65 +90,90 @@ class Worker:
             return await outbox.queue_reminders(session, self.clock(), self.pace.remind_after)
 
     async def deliver_due(self) -> int:
-        """Claim one batch and settle every message in it; return how many were claimed."""
+        """Claim one batch, send it, and settle it; return how many were claimed.
+
+        Two transactions a batch, not a few a mail: with SQLite's single writer, per-mail
+        bookkeeping would cost more than the sending.
+        """
         async with self.db.transaction() as session:
             messages = await outbox.claim_due(session, self.clock(),
                                               limit=self.pace.concurrency * 5,
                                               lease=self.pace.lease)
+            ids = {message.subscriber_id for message in messages}
+            readers = {reader.id: reader for reader in await session.scalars(
+                select(Subscriber).where(Subscriber.id.in_(ids)))} if ids else {}
         # Sends start in queue order, at most `concurrency` at a time.
-        in_flight: set[asyncio.Task[None]] = set()
+        outcomes: list[Outcome] = []
+        in_flight: set[asyncio.Task[Outcome]] = set()
         for message in messages:
             if len(in_flight) >= self.pace.concurrency:
                 done, in_flight = await asyncio.wait(in_flight,
                                                      return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
-            in_flight.add(asyncio.create_task(self._deliver(message)))
-        await asyncio.gather(*in_flight)
+                outcomes += [task.result() for task in done]
+            reader = readers.get(message.subscriber_id)
+            in_flight.add(asyncio.create_task(self._attempt(message, reader)))
+        outcomes += await asyncio.gather(*in_flight)
+        if outcomes:
+            await self._settle(outcomes)
         return len(messages)
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _attempt(self, message: OutboxMessage, reader: Subscriber | None) -> Outcome:
         if self.stop.is_set():
-            async with self.db.transaction() as session:
-                await outbox.release(session, message.id)
-            return
-        await self._send(message)
-
-    async def _send(self, message: OutboxMessage) -> None:
-        async with self.db.transaction() as session:
-            subscriber = await session.get(Subscriber, message.subscriber_id)
-        if subscriber is None or (stale := _why_stale(message.kind, subscriber)):
-            async with self.db.transaction() as session:
-                await outbox.mark_cancelled(session, message.id,
-                                            "reader erased" if subscriber is None else stale)
-            return
+            return Outcome(message, Result.RELEASED)
+        if reader is None or (stale := _why_stale(message.kind, reader)):
+            return Outcome(message, Result.CANCELLED, "reader erased" if reader is None else stale)
         try:
-            await self.transport.send(self.mailer.compose(message.kind, subscriber, message.key))
+            await self.transport.send(self.mailer.compose(message.kind, reader, message.key))
         except PermanentFailure as exc:
             log.warning("outbox %s: refused for good: %s", message.id, exc)
-            async with self.db.transaction() as session:
-                await outbox.mark_failed(session, message.id, str(exc))
-                if isinstance(exc, RecipientRejected):
-                    await suppress(session, subscriber.email, SuppressionReason.BOUNCE,
-                                   self.clock())
+            bounced = reader.email if isinstance(exc, RecipientRejected) else None
+            return Outcome(message, Result.FAILED, str(exc), bounced)
         except Exception as exc:  # TemporaryFailure, and anything unforeseen: nothing is lost
-            await self._retry_or_give_up(message, str(exc) or type(exc).__name__)
-        else:
-            log.info("outbox %s: %s mail sent", message.id, message.kind.value)
-            async with self.db.transaction() as session:
-                await outbox.mark_sent(session, message.id, self.clock())
+            return Outcome(message, Result.RETRY, str(exc) or type(exc).__name__)
+        log.info("outbox %s: %s mail sent", message.id, message.kind.value)
+        return Outcome(message, Result.SENT)
 
-    async def _retry_or_give_up(self, message: OutboxMessage, error: str) -> None:
+    async def _settle(self, outcomes: list[Outcome]) -> None:
         now = self.clock()
         async with self.db.transaction() as session:
-            if now - message.created_at > self.pace.retry_for:
-                log.error("outbox %s: failing for %s, giving up: %s",
-                          message.id, self.pace.retry_for, error)
-                await outbox.mark_failed(session, message.id, f"gave up retrying: {error}")
-            else:
-                log.warning("outbox %s: attempt %s failed, will retry: %s",
-                            message.id, message.attempts, error)
-                await outbox.mark_retry(session, message.id, message.attempts, error, now)
+            sent = [o.message.id for o in outcomes if o.result is Result.SENT]
+            if sent:
+                await outbox.mark_sent(session, sent, now)
+            for outcome in outcomes:
+                message, detail = outcome.message, outcome.detail
+                if outcome.result is Result.RELEASED:
+                    await outbox.release(session, message.id)
+                elif outcome.result is Result.CANCELLED:
+                    await outbox.mark_cancelled(session, message.id, detail)
+                elif outcome.result is Result.FAILED:
+                    await outbox.mark_failed(session, message.id, detail)
+                    if outcome.bounced is not None:
+                        await suppress(session, outcome.bounced, SuppressionReason.BOUNCE, now)
+                elif outcome.result is Result.RETRY and \
+                        now - message.created_at > self.pace.retry_for:
+                    log.error("outbox %s: failing for %s, giving up: %s",
+                              message.id, self.pace.retry_for, detail)
+                    await outbox.mark_failed(session, message.id, f"gave up retrying: {detail}")
+                elif outcome.result is Result.RETRY:
+                    log.warning("outbox %s: attempt %s failed, will retry: %s",
+                                message.id, message.attempts, detail)
+                    await outbox.mark_retry(session, message.id, message.attempts, detail, now)
+
+
+class Result(enum.Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message: OutboxMessage
+    result: Result
+    detail: str = ""
+    bounced: str | None = None  # the address a hard bounce refused
 
 
 def _why_stale(kind: MailKind, subscriber: Subscriber) -> str:

@@ -42,7 +42,7 @@ def mail() -> Outgoing:
     message.set_content("Confirm here: https://regimen.test/confirm/abc\n")
     message.add_alternative("<p>Confirm <a href='https://regimen.test/confirm/abc'>here</a></p>",
                             subtype="html")
-    return Outgoing(message=message, data=message.as_bytes(policy=policy.SMTP),
+    return Outgoing(data=message.as_bytes(policy=policy.SMTP),
                     sender="regimen@regimen.test", recipient="reader@example.org")
 
 

@@ -1,0 +1,153 @@
+"""Mail throughput: the outbox worker against raw aiosmtplib, to the same SMTP sink, same run.
+
+    .venv/bin/python bench/mail.py [--mails 2000] [--database-url URL]
+
+The sink is aiosmtpd in its own process (so it does not share our CPU). The baseline sends
+already-built messages one after another over one kept-open aiosmtplib connection: the most
+a single Python client can push. The worker does everything it does in production for each
+mail: claim it from the outbox, load the reader, render the templates, inline the CSS, send
+over its kept-open connections, and mark it sent. The figure that matters is the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.config import load_settings  # noqa: E402
+from service.db import migrate  # noqa: E402
+from service.models import (  # noqa: E402
+    Base,
+    MailKind,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+from service.runtime import build_runtime  # noqa: E402
+from service.worker import Pace, Worker  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results.json"
+
+
+class CountingSink:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK"
+
+
+def run_sink(port: int, ready: Any) -> None:
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(CountingSink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        controller.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def raw_rate(port: int, messages: list[bytes]) -> float:
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+    await client.connect()
+    started = time.perf_counter()
+    for data in messages:
+        await client.sendmail("regimen@regimen.test", ["reader@example.org"], data)
+    elapsed = time.perf_counter() - started
+    await client.quit()
+    return len(messages) / elapsed
+
+
+async def worker_rate(port: int, mails: int, database_url: str, data_dir: Path) -> tuple[float,
+                                                                                       list[bytes]]:
+    settings = load_settings(
+        _env_file=None, database_url=database_url, data_dir=data_dir,
+        base_url="https://regimen.test", secret_keys=["bench-" + "k" * 40],
+        mail_url=f"smtp://127.0.0.1:{port}", mail_from="Lawrence Gold <regimen@regimen.test>",
+        content_path=ROOT / "content" / "regimen.yaml",
+    )
+    await asyncio.to_thread(migrate, database_url)
+    runtime = build_runtime(settings)
+    async with runtime.db.transaction() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(table.delete())
+    async with runtime.db.transaction() as session:
+        readers = [Subscriber(email=f"reader{i}@example.org", status=SubscriberStatus.PENDING)
+                   for i in range(mails)]
+        session.add_all(readers)
+        await session.flush()
+        session.add_all(OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id)
+                        for reader in readers)
+    worker = Worker(runtime.db, runtime.mailer, runtime.transport,
+                    Pace(concurrency=settings.worker_concurrency, remind_after=None))
+    started = time.perf_counter()
+    while await worker.deliver_due():
+        pass
+    elapsed = time.perf_counter() - started
+    async with runtime.db.transaction() as session:
+        sent = await session.scalar(select(func.count()).select_from(OutboxMessage)
+                                    .where(OutboxMessage.status == OutboxStatus.SENT))
+    assert sent == mails, f"only {sent} of {mails} sent"
+    # The same kind of message for the baseline, built once.
+    samples = [runtime.mailer.compose(MailKind.CONFIRM, readers[i % mails], f"raw{i}").data
+               for i in range(mails)]
+    await runtime.transport.close()
+    await runtime.db.dispose()
+    return mails / elapsed, samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=2000)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+
+    port = free_port()
+    ready = multiprocessing.Event()
+    sink = multiprocessing.Process(target=run_sink, args=(port, ready), daemon=True)
+    sink.start()
+    ready.wait(30)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+            worker, samples = asyncio.run(worker_rate(port, args.mails, url, Path(tmp)))
+            # The baseline twice, around nothing else, and the better of the two: the ratio
+            # errs against the worker when the machine is busy.
+            raw = max(asyncio.run(raw_rate(port, samples)) for _ in range(2))
+    finally:
+        sink.terminate()
+    backend = url.split(":", 1)[0].split("+")[0]
+    ratio = worker / raw
+    print(f"{'':32} {'mails/s':>10}")  # noqa: T201
+    print(f"{'raw aiosmtplib, one connection':32} {raw:>10.0f}")  # noqa: T201
+    print(f"{'outbox worker (' + backend + ')':32} {worker:>10.0f}")  # noqa: T201
+    print(f"{'ratio (target >= 0.75)':32} {ratio:>10.2f}")  # noqa: T201
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[f"mail_{backend}"] = {"mails": args.mails, "raw_per_s": round(raw),
+                                  "worker_per_s": round(worker), "ratio": round(ratio, 3)}
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
