@@ -118,10 +118,6 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
-    @property
-    def mail_from_address(self) -> str:
-        return parseaddr(self.mail_from)[1]
-
     def dkim_key_bytes(self) -> bytes:
         """The key as PEM, whether the variable holds the PEM itself or a path to it."""
         if "-----BEGIN" in self.dkim_private_key:

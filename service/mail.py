@@ -121,6 +121,7 @@ class Mailer:
         self.dkim = DkimSigner.from_settings(settings)
         name, address = parseaddr(settings.mail_from)
         self._from = formataddr((name, address), charset="utf-8")
+        self._sender = address
         self._domain = address.rpartition("@")[2]
         self._cache: dict[MailKind, Rendered] = {}
 
@@ -144,8 +145,7 @@ class Mailer:
         if self.dkim is not None:
             present = [name for name, _ in headers] + ["MIME-Version", "Content-Type"]
             data = self.dkim.sign(data, present) + data
-        return Outgoing(data=data, sender=self.settings.mail_from_address,
-                        recipient=subscriber.email)
+        return Outgoing(data=data, sender=self._sender, recipient=subscriber.email)
 
     def _rendered(self, kind: MailKind) -> Rendered:
         """Each kind is rendered (and its CSS inlined) once, with placeholders where the

@@ -76,7 +76,7 @@ def test_a_complete_production_config_is_accepted(monkeypatch: pytest.MonkeyPatc
     settings = load_settings()
     assert settings.env == "production"
     assert settings.secret_keys == [GOOD_SECRET]
-    assert settings.mail_from_address == "regimen@example.org"
+    assert settings.mail_from.endswith("<regimen@example.org>")
     assert not (tmp_path / "var").exists()
 
 
