@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 REGIMEN_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_test
 export REGIMEN_TEST_DATABASE_URL
 
-.PHONY: run test lint typecheck pytest install clean
+.PHONY: run test lint typecheck pytest bench install clean
 
 run: $(STAMP)
 	$(BIN)/regimen migrate
@@ -22,6 +22,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# Benchmarks are not tests: they print ratios against a baseline measured in the same run.
+bench: $(STAMP)
+	$(BIN)/python bench/mail.py
 
 install: $(STAMP)
 
