@@ -152,7 +152,7 @@ async def counts(session: AsyncSession) -> dict[tuple[MailKind, OutboxStatus], i
         select(OutboxMessage.kind, OutboxMessage.status, func.count())
         .group_by(OutboxMessage.kind, OutboxMessage.status)
     )
-    return {(kind, status): number for kind, status, number in rows.tuples()}
+    return {(kind, status): number for kind, status, number in rows}
 
 
 async def listing(
@@ -166,7 +166,7 @@ async def listing(
     )
     if status is not None:
         query = query.where(OutboxMessage.status == status)
-    return [(message, email) for message, email in (await session.execute(query)).tuples()]
+    return [(message, email) for message, email in await session.execute(query)]
 
 
 async def requeue_failed(session: AsyncSession, now: datetime, message_id: int | None) -> int:

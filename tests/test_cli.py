@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,15 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.config import PROJECT_ROOT
+from service.db import Database
+from service.models import (
+    MailKind,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from tests.helpers import MailSink, free_port, links_in
 
 REGIMEN = [sys.executable, "-m", "service.cli"]
@@ -158,3 +168,59 @@ def test_migrate_creates_the_database(cli_env: None, environment: dict[str, str]
     assert result.exit_code == 0
     assert (Path(environment["REGIMEN_DATA_DIR"]) / "regimen.db").exists()
 
+
+
+def test_send_test_mails_one_of_each(cli_env: None, smtp: MailSink) -> None:
+    result = CliRunner().invoke(app, ["send-test", "Author@Example.org"])
+    assert result.exit_code == 0, result.output
+    received = smtp.messages
+    assert {str(m["To"]) for m in received} == {"author@example.org"}
+    subjects = sorted(str(m["Subject"]) for m in received)
+    assert len(subjects) == 3
+    assert any(s.startswith("Your free regimen") for s in subjects)
+    assert any(s.startswith("Reminder") for s in subjects)
+
+
+def test_send_test_says_when_the_server_is_away(cli_env: None) -> None:
+    # No SMTP server is listening on the configured port in this test.
+    result = CliRunner().invoke(app, ["send-test", "author@example.org"])
+    assert result.exit_code == 1
+    assert "not sent: confirm" in result.output
+
+
+async def _queue_failed_and_sent(url: str) -> None:
+    db = Database(url)
+    async with db.transaction() as session:
+        reader = Subscriber(email="reader@example.org", status=SubscriberStatus.PENDING)
+        session.add(reader)
+        await session.flush()
+        old = utcnow() - timedelta(days=40)
+        session.add_all([
+            OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id, created_at=old,
+                          status=OutboxStatus.FAILED, last_error="550 no such user"),
+            OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id, created_at=old,
+                          status=OutboxStatus.SENT),
+        ])
+    await db.dispose()
+
+
+def test_outbox_list_retry_and_purge(cli_env: None, environment: dict[str, str]) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    url = f"sqlite+aiosqlite:///{environment['REGIMEN_DATA_DIR']}/regimen.db"
+    asyncio.run(_queue_failed_and_sent(url))
+
+    listed = runner.invoke(app, ["outbox", "list", "--status", "failed"])
+    assert listed.exit_code == 0
+    assert "confirm    failed            1" in listed.output
+    assert "r***@example.org" in listed.output
+    assert "reader@example.org" not in listed.output
+    assert "550 no such user" in listed.output
+
+    assert "1 message(s) queued again" in runner.invoke(app, ["outbox", "retry"]).output
+    assert "confirm    queued            1" in runner.invoke(app, ["outbox", "list"]).output
+    # The sent one is 40 days old; the requeued one counts from now.
+    assert "1 message(s) deleted" in runner.invoke(app, ["outbox", "purge"]).output
+    remaining = runner.invoke(app, ["outbox", "list"]).output
+    assert "sent" not in remaining
+    assert "queued" in remaining
