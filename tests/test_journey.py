@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from service.db import Database
 from service.models import (
     Consent,
+    Event,
+    EventKind,
     MailKind,
     OutboxMessage,
     Subscriber,
@@ -38,6 +40,12 @@ def exercise_links(page: str) -> list[tuple[str, str]]:
     """(slug, href) of each exercise on the regimen page, in page order."""
     return re.findall(r'<li value="\d+" id="([a-z0-9-]+)">.*?<a class="action \w+" href="([^"]+)"',
                       page, flags=re.S)
+
+
+async def counted(db: Database) -> list[tuple[EventKind, str | None]]:
+    async with db.transaction() as session:
+        rows = await session.execute(select(Event.kind, Event.exercise).order_by(Event.id))
+        return [(kind, exercise) for kind, exercise in rows]
 
 
 async def test_whole_journey(
@@ -94,9 +102,21 @@ async def test_whole_journey(
     assert page.status_code == 200
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "noindex" in page.headers["x-robots-tag"]
-    expected = [(e.slug, runtime.regimen.destination(e)) for e in runtime.regimen.exercises()]
-    assert exercise_links(page.text) == expected
-    assert expected[0][0] == "gentle-back-exercise"
+    # Each exercise's link goes through the click counter to its video or purchase page.
+    regimen_path = path_of(regimen_link)
+    slugs = [e.slug for e in runtime.regimen.exercises()]
+    assert exercise_links(page.text) == [(slug, f"{regimen_path}/go/{slug}") for slug in slugs]
+    assert slugs[0] == "gentle-back-exercise"
+    for exercise in runtime.regimen.exercises():
+        go = await client.get(f"{regimen_path}/go/{exercise.slug}")
+        assert go.status_code == 303
+        assert go.headers["location"] == runtime.regimen.destination(exercise)
+        assert go.headers["referrer-policy"] == "no-referrer"
+    assert await counted(db) == [
+        (EventKind.CONFIRM_PAGE_OPENED, None),
+        (EventKind.REGIMEN_OPENED, None),
+        *((EventKind.EXERCISE_CLICKED, slug) for slug in slugs),
+    ]
 
     # RFC 8058 one-click: a bare POST, no cookies, answered without a redirect.
     unsubscribe_url = unsubscribe_header.strip("<>")
