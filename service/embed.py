@@ -62,7 +62,9 @@ async def author_page(
 ) -> Response:
     runtime: Runtime = request.app.state.runtime
     settings = runtime.settings
-    source = source.strip() if origin(source.strip()) else ""
+    post_origin = origin(source.strip())
+    source = source.strip() if post_origin else ""
     return render(request, "embed.html", runtime.regimen, private=True, source=source,
-                  snippet=snippet(settings.base_url, source),
+                  snippet=snippet(settings.base_url, source), post_origin=post_origin,
+                  origin_allowed=post_origin in settings.allowed_origins,
                   origins=", ".join(settings.allowed_origins))

@@ -126,9 +126,13 @@ class AuthorText:
     )
     script_note: str = ("The last line (the script) is optional: with it the reader stays on "
                         "your post after pressing the button. Without it, the form still works.")
-    origins_note: str = ("To bring readers back to your post after they sign up, the service "
-                         "must know your blog: REGIMEN_ALLOWED_ORIGINS = {origins}.")
-    origins_missing: str = "(not set yet)"
+    origin_allowed: str = ("Readers come back to this post after they sign up: {origin} is in "
+                           "REGIMEN_ALLOWED_ORIGINS.")
+    origin_refused: str = ("{origin} is not in REGIMEN_ALLOWED_ORIGINS yet. Until it is, readers "
+                           "see this service's “check your inbox” page instead of coming back to "
+                           "your post, and the script cannot send the form.")
+    origins_list: str = "REGIMEN_ALLOWED_ORIGINS: {origins}"
+    origins_missing: str = "(not set)"
 
 
 @dataclass(frozen=True)

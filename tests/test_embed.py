@@ -3,6 +3,7 @@ the JavaScript path's CORS, embed.js and the author's page."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 
 import httpx
@@ -15,6 +16,7 @@ from service.db import Database
 from service.embed import EMBED_JS, snippet
 from service.models import OutboxMessage, Subscriber
 from service.runtime import build_runtime
+from service.texts import TEXTS
 from tests.helpers import BASE_URL, MailSink
 
 BLOG = "https://blog.example"
@@ -131,9 +133,10 @@ async def test_the_author_page_hands_out_the_snippet(
     assert page.status_code == 200
     assert "noindex" in page.headers["x-robots-tag"]
     # The snippet, escaped into the text box exactly as `regimen embed` prints it.
-    expected = snippet(BASE_URL, POST).replace("&", "&amp;").replace("<", "&lt;") \
-        .replace(">", "&gt;").replace('"', "&#34;").replace("'", "&#39;")
-    assert expected in page.text
-    assert BLOG in page.text  # the allowed origins, so the author can check them
+    assert snippet(BASE_URL, POST) in html.unescape(page.text)
+    assert TEXTS.author.origin_allowed.format(origin=BLOG) in html.unescape(page.text)
+    elsewhere = await blog_client.get("/embed", params={"source": "https://other.example/p"})
+    assert TEXTS.author.origin_refused.format(origin="https://other.example") \
+        in html.unescape(elsewhere.text)
     junk = await blog_client.get("/embed", params={"source": "javascript:alert(1)"})
     assert "javascript:" not in junk.text
