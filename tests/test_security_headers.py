@@ -87,21 +87,6 @@ def test_forms_may_post_to_the_allowed_blogs_only(settings: Settings) -> None:
     assert "form-action 'self' https://blog.example;" in policy
 
 
-async def test_a_crash_still_carries_the_headers(runtime: Runtime) -> None:
-    app = create_app(runtime, run_worker=False)
-
-    @app.get("/boom")
-    async def boom() -> None:
-        raise RuntimeError("kaboom")
-
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-        page = await http.get("/boom")
-    assert page.status_code == 500
-    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
-    assert page.headers["x-content-type-options"] == "nosniff"
-
-
 async def test_too_many_requests_is_a_page(runtime: Runtime) -> None:
     """The page itself; when to send it is the rate limiter's business."""
     app = create_app(runtime, run_worker=False)
