@@ -113,7 +113,10 @@ def browser(world: World) -> Iterator[Browser]:
             # app and the blog) through the proxy too.
             args=["--no-sandbox", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-                  f"--proxy-server={world.elsewhere.origin}"],
+                  f"--proxy-server={world.elsewhere.origin}",
+                  # The same pixels on every run, so the committed screenshots stay put.
+                  "--force-color-profile=srgb", "--disable-partial-raster",
+                  "--num-raster-threads=1", "--disable-lcd-text"],
         )
         yield launched
         launched.close()
