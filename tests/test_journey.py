@@ -18,6 +18,7 @@ from service.models import (
     SubscriberStatus,
 )
 from service.runtime import Runtime
+from service.tokens import Purpose
 from tests.helpers import MailSink, links_in, path_of
 
 BLOG_POST = "https://blog.example/2014/sacro-iliac-joint-pain.html"
@@ -40,6 +41,12 @@ def exercise_links(page: str) -> list[tuple[str, str]]:
     """(slug, href) of each exercise on the regimen page, in page order."""
     return re.findall(r'<li value="\d+" id="([a-z0-9-]+)">.*?<a class="action \w+" href="([^"]+)"',
                       page, flags=re.S)
+
+
+def same_reader(runtime: Runtime, *regimen_links: str) -> bool:
+    """Links to one reader's regimen; signed in different seconds, they differ as text."""
+    tokens = {path_of(link).removeprefix("/r/") for link in regimen_links}
+    return len({runtime.tokens.read(Purpose.REGIMEN, token) for token in tokens}) == 1
 
 
 async def counted(db: Database) -> list[tuple[EventKind, str | None]]:
@@ -89,11 +96,13 @@ async def test_whole_journey(
     # A second press shows the same success and sends nothing more.
     again = await client.post(path_of(confirm_url))
     assert again.status_code == 200
-    assert regimen_link in again.text
+    [again_link] = re.findall(r'href="(https://regimen\.test/r/[^"]+)"', again.text)
+    assert same_reader(runtime, regimen_link, again_link)
     assert await queued_kinds(db) == [MailKind.CONFIRM, MailKind.REGIMEN]
 
     _, regimen_mail = await smtp.wait_for(2)
-    assert regimen_link in links_in(regimen_mail)
+    [mailed_link] = [url for url in links_in(regimen_mail) if "/r/" in url]
+    assert same_reader(runtime, regimen_link, mailed_link)
     unsubscribe_header = regimen_mail["List-Unsubscribe"]
     assert re.fullmatch(r"<https://regimen\.test/unsubscribe/[^>]+>", unsubscribe_header)
     assert regimen_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
