@@ -27,6 +27,13 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/mail.py
 
+# axe-core for the browser tests (tests/browser), from the npm registry at the locked version.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+pytest: $(AXE)
+$(AXE): tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $@
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml

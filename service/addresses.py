@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 
+from service.texts import TEXTS
+
 MAX_LENGTH = 254
 
 
@@ -19,22 +21,20 @@ def normalize_address(raw: str) -> str:
     """
     typed = raw.strip()
     if not typed:
-        raise InvalidAddress("Please enter your email address.")
+        raise InvalidAddress(TEXTS.address.empty)
     if any(ord(char) < 32 or ord(char) == 127 for char in typed):
-        raise InvalidAddress("An email address cannot contain line breaks or control characters.")
+        raise InvalidAddress(TEXTS.address.control)
     if len(typed) > MAX_LENGTH:
-        raise InvalidAddress(f"That is longer than any email address can be ({MAX_LENGTH} "
-                             "characters).")
+        raise InvalidAddress(TEXTS.address.too_long.format(limit=MAX_LENGTH))
     try:
         checked = validate_email(typed, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidAddress(f"That doesn't look like an email address: {exc}") from None
+        raise InvalidAddress(TEXTS.address.invalid.format(reason=exc)) from None
     # The ASCII form (IDNA domain) where one exists: it is the one every mail server accepts,
     # and münchen.de and xn--mnchen-3ya.de become one reader.
     normalized = (checked.ascii_email or checked.normalized).lower()
     if len(normalized) > MAX_LENGTH:
-        raise InvalidAddress(f"That is longer than any email address can be ({MAX_LENGTH} "
-                             "characters).")
+        raise InvalidAddress(TEXTS.address.too_long.format(limit=MAX_LENGTH))
     return normalized
 
 

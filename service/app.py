@@ -21,24 +21,16 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import webhooks
+from service.embed import router as embed_router
 from service.pages import render
 from service.routes import router
 from service.runtime import Runtime
+from service.security import SecurityHeaders, add_missing, security_headers
 from service.signup import NoLongerPending, UnknownSubscriber
+from service.texts import ERROR_TEXT, TEXTS
 from service.tokens import ExpiredToken, InvalidToken
 
 log = logging.getLogger(__name__)
-
-ERROR_TEXT = {
-    400: ("This request could not be understood", "Please go back and try again."),
-    404: ("Page not found", "There is nothing at this address."),
-    405: ("Not allowed", "This page cannot be used that way."),
-    413: ("Too much data", "The form sent more than this service accepts."),
-    415: ("Unsupported form", "Send the form as a web form or as JSON."),
-    500: ("Something went wrong on our side",
-          "Please try again in a minute. If it keeps happening, let the blog's author know."),
-}
-
 
 def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     @asynccontextmanager
@@ -57,11 +49,13 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(router)
     app.include_router(webhooks.router)
+    app.include_router(embed_router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     if runtime.settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.allowed_origins,
                            allow_methods=["POST"], allow_headers=["Content-Type"])
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, headers=security_headers(runtime.settings))
     _add_error_pages(app, runtime)
     return app
 
@@ -110,6 +104,7 @@ def wants_json(request: Request) -> bool:
 
 def _add_error_pages(app: FastAPI, runtime: Runtime) -> None:
     regimen = runtime.regimen
+    link = TEXTS.link
 
     def error_page(request: Request, status: int, heading: str, text: str,
                    offer_signup: bool = False) -> Response:
@@ -121,7 +116,8 @@ def _add_error_pages(app: FastAPI, runtime: Runtime) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         heading, text = ERROR_TEXT.get(exc.status_code, ERROR_TEXT[400])
-        response = error_page(request, exc.status_code, heading, text)
+        response = error_page(request, exc.status_code, heading, text,
+                              offer_signup=exc.status_code == 404)
         response.headers.update(exc.headers or {})
         return response
 
@@ -131,20 +127,17 @@ def _add_error_pages(app: FastAPI, runtime: Runtime) -> None:
 
     @app.exception_handler(InvalidToken)
     async def invalid_token(request: Request, exc: InvalidToken) -> Response:
-        return error_page(request, 400, "This link is not valid",
-                          "It may have been cut short when it was copied. Open it straight from "
-                          "the email, or sign up again for a fresh one.", offer_signup=True)
+        return error_page(request, 400, link.invalid_heading, link.invalid_text,
+                          offer_signup=True)
 
     @app.exception_handler(UnknownSubscriber)
     async def unknown_subscriber(request: Request, exc: UnknownSubscriber) -> Response:
-        return error_page(request, 404, "This link no longer works",
-                          "The address it belonged to is no longer on file. You can sign up "
-                          "again to get the regimen.", offer_signup=True)
+        return error_page(request, 404, link.unknown_heading, link.unknown_text,
+                          offer_signup=True)
 
     @app.exception_handler(NoLongerPending)
     async def no_longer_pending(request: Request, exc: NoLongerPending) -> Response:
-        return error_page(request, 410, "You unsubscribed after this email was sent",
-                          "To get the regimen after all, sign up again.", offer_signup=True)
+        return error_page(request, 410, link.left_heading, link.left_text, offer_signup=True)
 
     @app.exception_handler(ExpiredToken)
     async def expired_token(request: Request, exc: ExpiredToken) -> Response:
@@ -156,4 +149,7 @@ def _add_error_pages(app: FastAPI, runtime: Runtime) -> None:
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_page(request, 500, *ERROR_TEXT[500])
+        response = error_page(request, 500, *ERROR_TEXT[500])
+        # Starlette answers a crash outside the middleware stack: add the headers here.
+        add_missing(response.headers, security_headers(runtime.settings))
+        return response

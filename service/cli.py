@@ -20,9 +20,9 @@ from service.app import create_app
 from service.config import ConfigError, Settings, load_settings
 from service.content import ContentError, Regimen, load_regimen
 from service.db import migrate as run_migrations
+from service.embed import snippet
 from service.models import MailKind, OutboxStatus, Subscriber, SubscriberStatus, utcnow
 from service.outgoing import PermanentFailure, TemporaryFailure
-from service.pages import signup_form
 from service.runtime import Runtime, build_runtime
 
 app = typer.Typer(help="Deliver a free exercise regimen to a blog's readers, with double opt-in.",
@@ -160,7 +160,7 @@ def embed(
 ) -> None:
     """Print the HTML form to paste into a blog post."""
     settings = _settings()
-    typer.echo(signup_form(action=f"{settings.base_url}/subscribe", source=source))
+    typer.echo(snippet(settings.base_url, source), nl=False)
 
 
 @app.command("send-test")

@@ -70,6 +70,20 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute http(s) URL such as https://regimen.example.org")
         return value.rstrip("/")
 
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        # Browsers compare origins exactly: "https://blog.example.org/" would never match.
+        origins = []
+        for item in value:
+            parts = urlsplit(item)
+            if parts.scheme not in ("http", "https") or not parts.netloc \
+                    or parts.path.strip("/") or parts.query or parts.fragment:
+                raise ValueError(f"{item!r} is not an origin; write it as "
+                                 "https://yourblog.blogspot.com (no path)")
+            origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return origins
+
     @field_validator("mail_url")
     @classmethod
     def _mail_url_is_known(cls, value: str) -> str:

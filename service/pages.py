@@ -1,4 +1,4 @@
-"""Rendering the reader's pages, and the signup form that is also pasted into blog posts."""
+"""Rendering the reader's pages: one Jinja environment, the wording from service.texts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from service.content import Regimen
+from service.texts import TEXTS
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals["t"] = TEXTS
 
 # Pages reached through a reader's personal link: never indexed, cached, or leaked as Referer.
 PRIVATE_HEADERS = {
@@ -31,8 +33,3 @@ def render(request: Request, name: str, regimen: Regimen, *, status_code: int = 
         response.headers.update(PRIVATE_HEADERS)
     return response
 
-
-def signup_form(action: str, source: str = "", email: str = "", error: str = "") -> str:
-    """The form on its own: the hosted page includes it, `regimen embed` prints it."""
-    template = templates.get_template("_form.html")
-    return template.render(action=action, source=source, email=email, error=error)

@@ -10,18 +10,24 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
+from starlette.exceptions import HTTPException
 
-from service import signup
+from service import events, signup
 from service.addresses import InvalidAddress, normalize_address
-from service.models import Subscriber, WorkerHeartbeat, utcnow
-from service.pages import render
+from service.embed import back_to_post
+from service.models import EventKind, Subscriber, WorkerHeartbeat, utcnow
+from service.pages import PRIVATE_HEADERS, render
 from service.runtime import Runtime
+from service.texts import ACCEPTED_MESSAGE
 from service.tokens import Claims, Purpose
 
 router = APIRouter()
 
 HEARTBEAT_STALE_SECONDS = 60
-ACCEPTED = {"status": "accepted", "message": "Check your inbox to confirm your address."}
+ACCEPTED = {"status": "accepted", "message": ACCEPTED_MESSAGE}
+# The form's honeypot: a field people never see. Bots that fill it get the usual answer, so they
+# learn nothing, but nothing is stored or mailed.
+HONEYPOT = "website"
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -45,11 +51,19 @@ def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
     return runtime.tokens.read(purpose, token, max_age=max_age)
 
 
-async def token_holder(runtime: Runtime, purpose: Purpose, token: str) -> Subscriber:
-    """The reader a link belongs to, for pages that only show something."""
+async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
+                       counted: EventKind | None = None, exercise: str | None = None,
+                       ) -> Subscriber:
+    """The reader a link belongs to, for pages that only show something; the opening is
+    counted for the author's funnel when `counted` says as what."""
     claims = read_token(runtime, purpose, token)
     async with runtime.db.transaction() as session:
-        return await signup.subscriber_for(session, claims)
+        subscriber = await signup.subscriber_for(session, claims)
+        if purpose is Purpose.REGIMEN and subscriber.confirmed_at is None:
+            raise signup.UnknownSubscriber()
+        if counted is not None:
+            await events.record(session, counted, subscriber, exercise)
+        return subscriber
 
 
 @router.get("/")
@@ -71,12 +85,14 @@ async def subscribe(request: Request, runtime: RuntimeDep) -> Response:
                       action="/subscribe", source=fields.get("source", ""),
                       email=fields.get("email", ""), error=str(exc))
     source = _source_url(fields.get("source") or request.headers.get("referer"))
-    async with runtime.db.transaction() as session:
-        await signup.subscribe(session, email, origin_of(request), source, utcnow())
+    if not fields.get(HONEYPOT):
+        async with runtime.db.transaction() as session:
+            await signup.subscribe(session, email, origin_of(request), source, utcnow())
     # The same answer whatever the address's state, so nobody learns who is subscribed.
     if as_json:
         return JSONResponse(ACCEPTED, status_code=202)
-    return RedirectResponse("/check-inbox", status_code=303)
+    after = back_to_post(_source_url(fields.get("source")), runtime.settings.allowed_origins)
+    return RedirectResponse(after or "/check-inbox", status_code=303)
 
 
 @router.get("/check-inbox")
@@ -86,7 +102,7 @@ async def check_inbox(request: Request, runtime: RuntimeDep) -> Response:
 
 @router.get("/confirm/{token}")
 async def confirm_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
-    await token_holder(runtime, Purpose.CONFIRM, token)
+    await token_holder(runtime, Purpose.CONFIRM, token, counted=EventKind.CONFIRM_PAGE_OPENED)
     return render(request, "confirm.html", runtime.regimen, private=True,
                   action=f"/confirm/{token}")
 
@@ -112,11 +128,24 @@ async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep)
 
 @router.get("/r/{token}")
 async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
-    subscriber = await token_holder(runtime, Purpose.REGIMEN, token)
-    if subscriber.confirmed_at is None:
-        raise signup.UnknownSubscriber()
+    subscriber = await token_holder(runtime, Purpose.REGIMEN, token,
+                                    counted=EventKind.REGIMEN_OPENED)
     return render(request, "regimen.html", runtime.regimen, private=True,
+                  go_base=f"/r/{token}/go/",
                   unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE, subscriber))
+
+
+@router.get("/r/{token}/go/{slug}")
+async def exercise_link(token: str, slug: str, runtime: RuntimeDep) -> Response:
+    """Count the click, then send the reader on to the exercise's video or purchase page: only
+    to an address from the content file, so this is no open redirect."""
+    exercise = next((e for e in runtime.regimen.exercises() if e.slug == slug), None)
+    if exercise is None:
+        raise HTTPException(404)
+    await token_holder(runtime, Purpose.REGIMEN, token, counted=EventKind.EXERCISE_CLICKED,
+                       exercise=slug)
+    return RedirectResponse(runtime.regimen.destination(exercise), status_code=303,
+                            headers=PRIVATE_HEADERS)
 
 
 @router.get("/unsubscribe/{token}")

@@ -6,9 +6,14 @@ import asyncio
 import re
 import socket
 import threading
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
+
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from service.tokens import Claims, Purpose
 
 BASE_URL = "https://regimen.test"
 # Measurements a test wants shown at the end of the run (see conftest.pytest_terminal_summary).
@@ -35,13 +40,19 @@ class MailSink:
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[EmailMessage]:
         """Wait (without blocking the event loop) until `count` messages have arrived."""
-        def wait() -> bool:
-            with self.arrived:
-                return self.arrived.wait_for(lambda: len(self.messages) >= count, within)
+        return await asyncio.to_thread(self.wait, count, within)
 
-        if not await asyncio.to_thread(wait):
-            raise AssertionError(f"expected {count} mails, got {len(self.messages)}")
-        return self.messages[:count]
+    def wait(self, count: int, within: float = 10.0, to: str | None = None,
+             ) -> list[EmailMessage]:
+        """Block until `count` messages (to `to`, if given) have arrived; for tests that run
+        outside an event loop."""
+        def matching() -> list[EmailMessage]:
+            return [m for m in self.messages if to is None or m["To"] == to]
+
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(matching()) >= count, within):
+                raise AssertionError(f"expected {count} mails, got {len(matching())}")
+            return matching()[:count]
 
 
 def free_port() -> int:
@@ -61,3 +72,15 @@ def links_in(message: EmailMessage) -> list[str]:
 def path_of(url: str) -> str:
     assert url.startswith(BASE_URL), url
     return url.removeprefix(BASE_URL)
+
+
+def token_signed_at(secret_key: str, purpose: Purpose, claims: Claims, when: datetime) -> str:
+    """A genuine token as if it had been made at `when`."""
+
+    class Backdated(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(when.timestamp())
+
+    serializer = URLSafeTimedSerializer(secret_key, salt=f"regimen.{purpose.value}",
+                                        signer=Backdated)
+    return str(serializer.dumps([claims.public_id, claims.version]))

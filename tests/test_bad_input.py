@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
 from service.app import create_app
@@ -15,7 +14,7 @@ from service.db import Database
 from service.models import OutboxMessage, Subscriber, SubscriberStatus
 from service.runtime import Runtime
 from service.tokens import Claims, Purpose
-from tests.helpers import BASE_URL, MailSink, links_in, path_of
+from tests.helpers import BASE_URL, MailSink, links_in, path_of, token_signed_at
 
 
 async def count(db: Database, model: type[Subscriber] | type[OutboxMessage]) -> int:
@@ -161,15 +160,7 @@ async def test_expired_link_of_a_confirmed_reader_sends_the_regimen_again(
 
 
 def _token_signed_at(runtime: Runtime, purpose: Purpose, claims: Claims, when: datetime) -> str:
-    """A genuine token as if it had been made at `when`."""
-
-    class Backdated(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(when.timestamp())
-
-    serializer = URLSafeTimedSerializer(runtime.settings.secret_keys[0],
-                                        salt=f"regimen.{purpose.value}", signer=Backdated)
-    return str(serializer.dumps([claims.public_id, claims.version]))
+    return token_signed_at(runtime.settings.secret_keys[0], purpose, claims, when)
 
 
 async def test_revoked_or_erased_reader_gets_a_404_page(
@@ -206,3 +197,6 @@ async def test_a_crash_is_a_friendly_500(runtime: Runtime) -> None:
     assert "Something went wrong on our side" in page.text
     assert "kaboom" not in page.text
     assert "Traceback" not in page.text
+    # Answered outside the middleware stack, and still with the security headers.
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"

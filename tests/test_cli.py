@@ -131,10 +131,17 @@ def test_standalone_worker_stops_cleanly_on_sigterm(environment: dict[str, str])
 def test_embed_prints_a_plain_form(cli_env: None, environment: dict[str, str]) -> None:
     result = CliRunner().invoke(app, ["embed", "--source", "https://blog.example/post.html"])
     assert result.exit_code == 0
-    action = environment["REGIMEN_BASE_URL"] + "/subscribe"
-    assert f'<form class="regimen-signup" method="post" action="{action}">' in result.output
+    base_url = environment["REGIMEN_BASE_URL"]
+    assert f'<form class="regimen-signup" method="post" action="{base_url}/subscribe">' \
+        in result.output
     assert 'name="source" value="https://blog.example/post.html"' in result.output
-    assert "<script" not in result.output
+    assert 'name="website"' in result.output  # the honeypot
+    # The only script is the optional last line, from the service itself; nothing else loads.
+    *form, script = result.output.strip().splitlines()
+    assert script == f'<script src="{base_url}/embed.js" async></script>'
+    assert "<script" not in "\n".join(form)
+    urls = set(re.findall(r"https?://[^\s\"<>]+", "\n".join(form)))
+    assert urls == {f"{base_url}/subscribe", "https://blog.example/post.html"}
 
 
 def test_bad_configuration_is_a_clear_message(

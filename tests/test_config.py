@@ -129,3 +129,11 @@ def test_bad_values_name_their_variable(monkeypatch: pytest.MonkeyPatch, variabl
 def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("REGIMEN_BASE_URL=https://from-dotenv.example.org/\n")
     assert load_settings().base_url == "https://from-dotenv.example.org"
+
+
+def test_allowed_origins_are_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGIMEN_ALLOWED_ORIGINS", "https://Blog.Example.org/, http://127.0.0.1:8080")
+    assert load_settings().allowed_origins == ["https://blog.example.org", "http://127.0.0.1:8080"]
+    monkeypatch.setenv("REGIMEN_ALLOWED_ORIGINS", "https://blog.example.org/2014/post.html")
+    with pytest.raises(ConfigError, match="REGIMEN_ALLOWED_ORIGINS: .*not an origin"):
+        load_settings()

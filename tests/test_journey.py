@@ -10,12 +10,15 @@ from sqlalchemy import func, select
 from service.db import Database
 from service.models import (
     Consent,
+    Event,
+    EventKind,
     MailKind,
     OutboxMessage,
     Subscriber,
     SubscriberStatus,
 )
 from service.runtime import Runtime
+from service.tokens import Purpose
 from tests.helpers import MailSink, links_in, path_of
 
 BLOG_POST = "https://blog.example/2014/sacro-iliac-joint-pain.html"
@@ -38,6 +41,18 @@ def exercise_links(page: str) -> list[tuple[str, str]]:
     """(slug, href) of each exercise on the regimen page, in page order."""
     return re.findall(r'<li value="\d+" id="([a-z0-9-]+)">.*?<a class="action \w+" href="([^"]+)"',
                       page, flags=re.S)
+
+
+def same_reader(runtime: Runtime, *regimen_links: str) -> bool:
+    """Links to one reader's regimen; signed in different seconds, they differ as text."""
+    tokens = {path_of(link).removeprefix("/r/") for link in regimen_links}
+    return len({runtime.tokens.read(Purpose.REGIMEN, token) for token in tokens}) == 1
+
+
+async def counted(db: Database) -> list[tuple[EventKind, str | None]]:
+    async with db.transaction() as session:
+        rows = await session.execute(select(Event.kind, Event.exercise).order_by(Event.id))
+        return [(kind, exercise) for kind, exercise in rows]
 
 
 async def test_whole_journey(
@@ -81,11 +96,13 @@ async def test_whole_journey(
     # A second press shows the same success and sends nothing more.
     again = await client.post(path_of(confirm_url))
     assert again.status_code == 200
-    assert regimen_link in again.text
+    [again_link] = re.findall(r'href="(https://regimen\.test/r/[^"]+)"', again.text)
+    assert same_reader(runtime, regimen_link, again_link)
     assert await queued_kinds(db) == [MailKind.CONFIRM, MailKind.REGIMEN]
 
     _, regimen_mail = await smtp.wait_for(2)
-    assert regimen_link in links_in(regimen_mail)
+    [mailed_link] = [url for url in links_in(regimen_mail) if "/r/" in url]
+    assert same_reader(runtime, regimen_link, mailed_link)
     unsubscribe_header = regimen_mail["List-Unsubscribe"]
     assert re.fullmatch(r"<https://regimen\.test/unsubscribe/[^>]+>", unsubscribe_header)
     assert regimen_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -94,9 +111,21 @@ async def test_whole_journey(
     assert page.status_code == 200
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "noindex" in page.headers["x-robots-tag"]
-    expected = [(e.slug, runtime.regimen.destination(e)) for e in runtime.regimen.exercises()]
-    assert exercise_links(page.text) == expected
-    assert expected[0][0] == "gentle-back-exercise"
+    # Each exercise's link goes through the click counter to its video or purchase page.
+    regimen_path = path_of(regimen_link)
+    slugs = [e.slug for e in runtime.regimen.exercises()]
+    assert exercise_links(page.text) == [(slug, f"{regimen_path}/go/{slug}") for slug in slugs]
+    assert slugs[0] == "gentle-back-exercise"
+    for exercise in runtime.regimen.exercises():
+        go = await client.get(f"{regimen_path}/go/{exercise.slug}")
+        assert go.status_code == 303
+        assert go.headers["location"] == runtime.regimen.destination(exercise)
+        assert go.headers["referrer-policy"] == "no-referrer"
+    assert await counted(db) == [
+        (EventKind.CONFIRM_PAGE_OPENED, None),
+        (EventKind.REGIMEN_OPENED, None),
+        *((EventKind.EXERCISE_CLICKED, slug) for slug in slugs),
+    ]
 
     # RFC 8058 one-click: a bare POST, no cookies, answered without a redirect.
     unsubscribe_url = unsubscribe_header.strip("<>")

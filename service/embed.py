@@ -1,0 +1,70 @@
+"""The form a blog author pastes into a post, the page that hands it out, and embed.js.
+
+The snippet is a plain HTML form that works with JavaScript off: the form posts to
+/subscribe, which redirects back to the post (when its origin is one of
+REGIMEN_ALLOWED_ORIGINS) where the snippet's own CSS shows "check your inbox" through
+`:target`. The optional script sends the same form with fetch so the reader never leaves the
+post.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from service.pages import render, templates
+from service.runtime import Runtime
+
+router = APIRouter()
+
+EMBED_JS = Path(__file__).parent / "static" / "embed.js"
+# The element of the snippet that says "check your inbox"; a redirect back to the post targets it.
+SENT_ANCHOR = "regimen-signup-sent"
+MAX_SOURCE_LENGTH = 2048
+
+
+def snippet(base_url: str, source: str = "") -> str:
+    """What `regimen embed` prints and the author page shows, ready to paste."""
+    return templates.get_template("_embed.html").render(
+        base_url=base_url, source=source, sent_anchor=SENT_ANCHOR,
+    ).strip() + "\n"
+
+
+def origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def back_to_post(source: str | None, allowed_origins: list[str]) -> str | None:
+    """Where a form signup from a blog post returns to: the post, with the snippet's message
+    in view. Only to an allowed blog, so /subscribe is no open redirect."""
+    if not source or origin(source) not in allowed_origins:
+        return None
+    return source.split("#", 1)[0] + "#" + SENT_ANCHOR
+
+
+@router.get("/embed.js")
+async def embed_js() -> Response:
+    # Loaded by <script src> from the blog; a script needs no CORS, only the right type.
+    return FileResponse(EMBED_JS, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/embed")
+async def author_page(
+    request: Request, source: Annotated[str, Query(max_length=MAX_SOURCE_LENGTH)] = "",
+) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    settings = runtime.settings
+    post_origin = origin(source.strip())
+    source = source.strip() if post_origin else ""
+    return render(request, "embed.html", runtime.regimen, private=True, source=source,
+                  snippet=snippet(settings.base_url, source), post_origin=post_origin,
+                  origin_allowed=post_origin in settings.allowed_origins,
+                  origins=", ".join(settings.allowed_origins))

@@ -1,0 +1,126 @@
+"""Every page a reader (or the author) can meet, at phone and desktop width and in dark mode:
+a screenshot of each into docs/screenshots/, and axe-core finds no serious or critical
+accessibility problem on any of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from service.texts import ERROR_TEXT, TEXTS
+from service.tokens import Purpose
+from tests.browser.conftest import (
+    SCREENSHOTS,
+    World,
+    axe_violations,
+    mail_link,
+    open_tab,
+    unexpected,
+)
+from tests.helpers import token_signed_at
+
+AUTHORS_POST = "https://yourblog.blogspot.com/2014/01/your-post.html"
+VARIANTS = {
+    "phone": {"phone": True},
+    "desktop": {"phone": False},
+    "phone-dark": {"phone": True, "dark": True},
+}
+
+
+def heading(page: Page, text: str) -> None:
+    expect(page.get_by_role("heading", level=1)).to_have_text(text)
+
+
+def tour(page: Page, world: World, address: str) -> Iterator[str]:
+    """Walk through every page, yielding each one's name while it is on screen."""
+    base = world.base_url
+    runtime = world.app.runtime
+    page.goto(world.post_url)
+    yield "blog-post"
+    page.get_by_label(TEXTS.form.label).fill(address)
+    page.get_by_role("button", name=TEXTS.form.button).click()
+    expect(page.get_by_role("status")).to_be_visible()
+    yield "blog-post-sent"
+
+    page.goto(base + "/")
+    heading(page, runtime.regimen.title)
+    yield "signup"
+    page.get_by_label(TEXTS.form.label).fill("reader@example")
+    page.get_by_role("button", name=TEXTS.form.button).click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    yield "signup-error"
+    page.goto(base + "/check-inbox")
+    heading(page, TEXTS.check_inbox.heading)
+    yield "check-inbox"
+
+    confirm_url = mail_link(world, address, "/confirm/")
+    page.goto(confirm_url)
+    heading(page, TEXTS.confirm.heading)
+    yield "confirm"
+    page.get_by_role("button", name=TEXTS.confirm.button).click()
+    heading(page, TEXTS.confirmed.heading)
+    yield "confirmed"
+    page.goto(mail_link(world, address, "/r/", count=2))
+    heading(page, runtime.regimen.title)
+    yield "regimen"
+    page.emulate_media(media="print")
+    # On paper a link cannot be clicked: each action prints where it leads.
+    first = runtime.regimen.exercises()[0]
+    printed = page.locator(".action").first.evaluate("a => getComputedStyle(a, '::after').content")
+    assert runtime.regimen.destination(first) in printed
+    yield "regimen-print"
+    page.emulate_media(media="screen")
+    page.goto(mail_link(world, address, "/unsubscribe/", count=2))
+    heading(page, TEXTS.unsubscribe.heading.format(author=runtime.regimen.author))
+    yield "unsubscribe"
+    page.get_by_role("button", name=TEXTS.unsubscribe.button).click()
+    heading(page, TEXTS.unsubscribed.heading)
+    yield "unsubscribed"
+
+    claims = runtime.tokens.read(Purpose.CONFIRM, confirm_url.rsplit("/", 1)[1])
+    old = token_signed_at(runtime.settings.secret_keys[0], Purpose.CONFIRM, claims,
+                          datetime.now(UTC) - timedelta(days=8))
+    page.goto(f"{base}/confirm/{old}")
+    heading(page, TEXTS.expired.heading)
+    yield "link-expired"
+    page.goto(base + "/r/not-a-valid-link")
+    heading(page, TEXTS.link.invalid_heading)
+    yield "link-invalid"
+    for path, status, name in [("/no-such-page", 404, "not-found"),
+                               ("/_test/too-many", 429, "too-many-requests"),
+                               ("/_test/crash", 500, "server-error")]:
+        page.goto(base + path)
+        heading(page, ERROR_TEXT[status][0])
+        yield name
+    # An address of the kind an author has (the real post's would put a random port on screen).
+    page.goto(f"{base}/embed?source={quote(AUTHORS_POST)}")
+    heading(page, TEXTS.author.heading)
+    yield "author-embed"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_page_reads_well_and_passes_axe(
+    browser: Browser, world: World, variant: str,
+) -> None:
+    options: dict[str, Any] = VARIANTS[variant]
+    context, tab = open_tab(browser, **options)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems: dict[str, list[str]] = {}
+    seen = []
+    for name in tour(tab.page, world, f"tour-{variant}@example.org"):
+        seen.append(name)
+        # Off every button: a hover left from the last click would make screenshots differ.
+        tab.page.mouse.move(0, 0)
+        tab.page.screenshot(path=SCREENSHOTS / f"{name}-{variant}.png", full_page=True)
+        # Layout aside, desktop shows what the phone shows; light and dark differ in contrast.
+        if variant != "desktop":
+            problems[name] = axe_violations(tab.page)
+    context.close()
+    assert len(seen) == 17
+    assert {name: found for name, found in problems.items() if found} == {}
+    assert unexpected(tab.errors) == []
