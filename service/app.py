@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service import webhooks
 from service.embed import router as embed_router
@@ -43,6 +44,7 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
             stop.set()
             if task is not None:
                 await task
+            await runtime.rate_limits.close()
             await runtime.db.dispose()
 
     app = FastAPI(title="regimen-delivery", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -55,6 +57,10 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.allowed_origins,
                            allow_methods=["POST"], allow_headers=["Content-Type"])
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    # The reader's IP (rate limits, consent records) comes from X-Forwarded-For only when
+    # the connection is from one of our own proxies.
+    app.add_middleware(ProxyHeadersMiddleware,
+                       trusted_hosts=runtime.settings.trusted_proxies)
     app.add_middleware(SecurityHeaders, headers=security_headers(runtime.settings))
     _add_error_pages(app, runtime)
     return app

@@ -76,7 +76,7 @@ def serve(
     typer.echo(f"Serving {settings.base_url} (listening on http://{host}:{port}); "
                f"mail goes to {settings.mail_url.split('@')[-1]}")
     uvicorn.run(create_app(runtime, run_worker=worker), host=host, port=port,
-                proxy_headers=True, forwarded_allow_ips=settings.trusted_proxies,
+                proxy_headers=False,  # the app reads X-Forwarded-For itself (see app.py)
                 log_level="info")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from limits import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     dkim_selector: str = ""
     dkim_domain: str = ""
     webhook_secret: str = ""
+    rate_limit_storage: str = "memory://"
+    signups_per_ip: str = "10/minute;50/hour"
+    link_opens_per_ip: str = "60/minute"
+    mails_per_address: str = "1/5minutes;3/day"
     mailgun_signing_key: str = ""
 
     @field_validator("secret_keys", "allowed_origins", mode="before")
@@ -88,6 +93,22 @@ class Settings(BaseSettings):
     @classmethod
     def _mail_url_is_known(cls, value: str) -> str:
         transport_from_url(value, Path("."))
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _rate_limit_storage_is_known(cls, value: str) -> str:
+        if value.split(":", 1)[0] not in ("memory", "redis", "rediss"):
+            raise ValueError("use memory:// (one process) or redis://host:6379 (shared)")
+        return value
+
+    @field_validator("signups_per_ip", "link_opens_per_ip", "mails_per_address")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError('write limits like "10/minute;50/hour"') from None
         return value
 
     @field_validator("mail_from")

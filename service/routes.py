@@ -38,6 +38,22 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+def per_ip(kind: str) -> Any:
+    """A route dependency: count the request against its client IP; 429 when over the limit."""
+
+    async def check(request: Request, runtime: RuntimeDep) -> None:
+        ip = request.client.host if request.client else "unknown"
+        refused = await runtime.rate_limits.check_ip(kind, ip)
+        if refused is not None:
+            raise HTTPException(429, headers={"Retry-After": str(refused.retry_after)})
+
+    return Depends(check)
+
+
+SIGNUP_LIMIT = per_ip("signup")
+LINK_LIMIT = per_ip("link")
+
+
 def origin_of(request: Request) -> signup.RequestOrigin:
     user_agent = request.headers.get("user-agent")
     return signup.RequestOrigin(
@@ -72,7 +88,7 @@ async def home(request: Request, runtime: RuntimeDep) -> Response:
                   email="", error="")
 
 
-@router.post("/subscribe")
+@router.post("/subscribe", dependencies=[SIGNUP_LIMIT])
 async def subscribe(request: Request, runtime: RuntimeDep) -> Response:
     as_json = request.headers.get("content-type", "").startswith("application/json")
     fields = await _json_fields(request) if as_json else await _form_fields(request)
@@ -86,8 +102,11 @@ async def subscribe(request: Request, runtime: RuntimeDep) -> Response:
                       email=fields.get("email", ""), error=str(exc))
     source = _source_url(fields.get("source") or request.headers.get("referer"))
     if not fields.get(HONEYPOT):
+        # Over the per-address limit, only the mail is withheld: the answer stays the same.
+        mail_allowed = await runtime.rate_limits.allow_mail_to(email)
         async with runtime.db.transaction() as session:
-            await signup.subscribe(session, email, origin_of(request), source, utcnow())
+            await signup.subscribe(session, email, origin_of(request), source, utcnow(),
+                                   mail_allowed=mail_allowed)
     # The same answer whatever the address's state, so nobody learns who is subscribed.
     if as_json:
         return JSONResponse(ACCEPTED, status_code=202)
@@ -100,14 +119,14 @@ async def check_inbox(request: Request, runtime: RuntimeDep) -> Response:
     return render(request, "check_inbox.html", runtime.regimen)
 
 
-@router.get("/confirm/{token}")
+@router.get("/confirm/{token}", dependencies=[LINK_LIMIT])
 async def confirm_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
     await token_holder(runtime, Purpose.CONFIRM, token, counted=EventKind.CONFIRM_PAGE_OPENED)
     return render(request, "confirm.html", runtime.regimen, private=True,
                   action=f"/confirm/{token}")
 
 
-@router.post("/confirm/{token}")
+@router.post("/confirm/{token}", dependencies=[LINK_LIMIT])
 async def confirm(request: Request, token: str, runtime: RuntimeDep) -> Response:
     claims = read_token(runtime, Purpose.CONFIRM, token)
     async with runtime.db.transaction() as session:
@@ -117,7 +136,7 @@ async def confirm(request: Request, token: str, runtime: RuntimeDep) -> Response
                   regimen_url=regimen_url)
 
 
-@router.post("/confirm/{token}/resend")
+@router.post("/confirm/{token}/resend", dependencies=[LINK_LIMIT])
 async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep) -> Response:
     # Only the age may be past: the signature must still be ours.
     claims = runtime.tokens.read(Purpose.CONFIRM, token)
@@ -126,7 +145,7 @@ async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep)
     return render(request, "check_inbox.html", runtime.regimen, private=True)
 
 
-@router.get("/r/{token}")
+@router.get("/r/{token}", dependencies=[LINK_LIMIT])
 async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
     subscriber = await token_holder(runtime, Purpose.REGIMEN, token,
                                     counted=EventKind.REGIMEN_OPENED)
@@ -135,7 +154,7 @@ async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Res
                   unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE, subscriber))
 
 
-@router.get("/r/{token}/go/{slug}")
+@router.get("/r/{token}/go/{slug}", dependencies=[LINK_LIMIT])
 async def exercise_link(token: str, slug: str, runtime: RuntimeDep) -> Response:
     """Count the click, then send the reader on to the exercise's video or purchase page: only
     to an address from the content file, so this is no open redirect."""
@@ -148,13 +167,15 @@ async def exercise_link(token: str, slug: str, runtime: RuntimeDep) -> Response:
                             headers=PRIVATE_HEADERS)
 
 
-@router.get("/unsubscribe/{token}")
+@router.get("/unsubscribe/{token}", dependencies=[LINK_LIMIT])
 async def unsubscribe_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
     await token_holder(runtime, Purpose.UNSUBSCRIBE, token)
     return render(request, "unsubscribe.html", runtime.regimen, private=True,
                   action=f"/unsubscribe/{token}")
 
 
+# No IP limit here: mailbox providers send many readers' one-click unsubscribes from a few
+# addresses, and unsubscribing twice changes nothing.
 @router.post("/unsubscribe/{token}")
 async def unsubscribe(request: Request, token: str, runtime: RuntimeDep) -> Response:
     """The page's button and RFC 8058 one-click (`List-Unsubscribe=One-Click`) alike: no

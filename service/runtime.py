@@ -12,6 +12,7 @@ from service.db import Database
 from service.links import Links
 from service.mail import Mailer
 from service.outgoing import Transport
+from service.ratelimit import RateLimits
 from service.tokens import Tokens
 from service.transports import transport_from_url
 from service.worker import Pace, Worker
@@ -26,6 +27,7 @@ class Runtime:
     regimen: Regimen
     mailer: Mailer
     transport: Transport
+    rate_limits: RateLimits
 
     def worker(self) -> Worker:
         settings = self.settings
@@ -53,4 +55,8 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
         mailer=Mailer(settings, links, regimen),
         transport=transport or transport_from_url(settings.mail_url, settings.data_dir,
                                                   settings.worker_concurrency),
+        rate_limits=RateLimits(settings.rate_limit_storage, settings.secret_keys[0],
+                               signups_per_ip=settings.signups_per_ip,
+                               link_opens_per_ip=settings.link_opens_per_ip,
+                               mails_per_address=settings.mails_per_address),
     )

@@ -37,7 +37,7 @@ class NoLongerPending(Exception):
 
 async def subscribe(
     session: AsyncSession, email: str, origin: RequestOrigin, source_url: str | None,
-    now: datetime,
+    now: datetime, *, mail_allowed: bool = True,
 ) -> None:
     """Start (or restart) the double opt-in for `email`, which must already be normalised.
 
@@ -46,8 +46,9 @@ async def subscribe(
     subscriber = await _by_email(session, email)
     if subscriber is None:
         subscriber = await _create(session, email, now)
-    if subscriber.suppressed_at is not None:
-        # The address bounced or complained: whoever types it in, it is not mailed again.
+    if subscriber.suppressed_at is not None or not mail_allowed:
+        # Bounced or complained (never mailed again), or mailed too often lately: nothing
+        # happens, and the caller's answer does not show it.
         return
     if subscriber.status is SubscriberStatus.CONFIRMED:
         # Readers lose mails: a confirmed reader signing up again gets the regimen again.

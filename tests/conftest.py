@@ -101,6 +101,11 @@ def settings(tmp_path: Path, database_url: str, smtp_port: int) -> Settings:
         mail_url=f"smtp://127.0.0.1:{smtp_port}",
         mail_from="Lawrence Gold <regimen@regimen.test>",
         content_path=PROJECT_ROOT / "content" / "regimen.yaml",
+        # Tests sign the same addresses up many times in a second; tests/test_rate_limits.py
+        # sets the real limits.
+        signups_per_ip="10000/minute",
+        link_opens_per_ip="10000/minute",
+        mails_per_address="10000/minute",
     )
 
 
@@ -109,6 +114,7 @@ async def runtime(settings: Settings, db: Database) -> AsyncIterator[Runtime]:
     built = build_runtime(settings)
     yield built
     await built.transport.close()
+    await built.rate_limits.close()
     await built.db.dispose()
 
 

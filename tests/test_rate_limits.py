@@ -1,0 +1,113 @@
+"""Rate limits: per client IP with a 429 page, per address without a trace in the answer,
+counted in memory or in the Redis at 127.0.0.1:6379 shared by several processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+from sqlalchemy import func, select
+
+from service.app import create_app
+from service.config import Settings
+from service.db import Database
+from service.models import OutboxMessage
+from service.runtime import build_runtime
+from tests.helpers import BASE_URL
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+Client = Callable[..., Any]
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
+    runtime = build_runtime(settings.model_copy(update=changes))
+    app = create_app(runtime, run_worker=False)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            yield http
+    finally:
+        await runtime.rate_limits.close()
+        await runtime.db.dispose()
+
+
+async def outbox_rows(db: Database) -> int:
+    async with db.transaction() as session:
+        return await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+
+@pytest.mark.usefixtures("db")
+async def test_too_many_signups_from_one_ip_get_a_429_page(settings: Settings) -> None:
+    async with app_client(settings, signups_per_ip="3/minute") as http:
+        for i in range(3):
+            answer = await http.post("/subscribe", data={"email": f"r{i}@example.org"})
+            assert answer.status_code == 303
+        refused = await http.post("/subscribe", data={"email": "r9@example.org"})
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) > 0
+        assert "Too many tries" in refused.text
+        # The JSON API is held to the same count, and answers in JSON.
+        as_json = await http.post("/subscribe", json={"email": "r10@example.org"})
+        assert as_json.status_code == 429
+        assert as_json.headers["content-type"].startswith("application/json")
+        # Another reader behind our (trusted, local) proxy is not affected.
+        other = await http.post("/subscribe", data={"email": "o@example.org"},
+                                headers={"x-forwarded-for": "198.51.100.7"})
+        assert other.status_code == 303
+
+
+@pytest.mark.usefixtures("db")
+async def test_forwarded_for_is_ignored_from_an_untrusted_peer(settings: Settings) -> None:
+    async with app_client(settings, signups_per_ip="2/minute",
+                          trusted_proxies="10.9.9.9") as http:
+        answers = [await http.post("/subscribe", data={"email": f"r{i}@example.org"},
+                                   headers={"x-forwarded-for": f"198.51.100.{i}"})
+                   for i in range(3)]
+    # A client cannot pick a fresh IP per request by writing the header itself.
+    assert [a.status_code for a in answers] == [303, 303, 429]
+
+
+@pytest.mark.usefixtures("db")
+async def test_link_routes_are_limited_per_ip(settings: Settings) -> None:
+    async with app_client(settings, link_opens_per_ip="2/minute") as http:
+        statuses = [(await http.get("/r/not-a-token")).status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
+
+
+async def test_an_address_gets_one_confirmation_however_often_it_is_typed(
+    settings: Settings, db: Database,
+) -> None:
+    async with app_client(settings, mails_per_address="1/5minutes;3/day") as http:
+        answers = [await http.post("/subscribe", data={"email": "victim@example.org"},
+                                   headers={"x-forwarded-for": f"203.0.113.{i}"})
+                   for i in range(4)]
+        # The same answer every time: the refusal must not tell whether the address is known.
+        assert {(a.status_code, a.headers["location"]) for a in answers} == \
+            {(303, "/check-inbox")}
+        assert await outbox_rows(db) == 1
+        await http.post("/subscribe", data={"email": "someone-else@example.org"})
+        assert await outbox_rows(db) == 2
+
+
+@pytest.fixture
+async def clean_redis() -> AsyncIterator[None]:
+    client = redis.asyncio.from_url(REDIS_URL)
+    await client.flushdb()
+    yield
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.mark.usefixtures("db", "clean_redis")
+async def test_processes_share_their_counts_through_redis(settings: Settings) -> None:
+    shared = {"rate_limit_storage": REDIS_URL, "signups_per_ip": "3/minute"}
+    async with app_client(settings, **shared) as first, app_client(settings, **shared) as second:
+        statuses = [(await http.post("/subscribe", data={"email": f"r{i}@example.org"}))
+                    .status_code for i, http in enumerate([first, second, first, second])]
+    assert statuses == [303, 303, 303, 429]
