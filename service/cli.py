@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -13,9 +14,10 @@ from uuid import uuid4
 import httpx
 import typer
 import uvicorn
+from sqlalchemy import select
 
-from service import outbox
-from service.addresses import InvalidAddress, mask, normalize_address
+from service import outbox, privacy
+from service.addresses import InvalidAddress, MaskAddresses, mask, normalize_address
 from service.app import create_app
 from service.config import ConfigError, Settings, load_settings
 from service.content import ContentError, Regimen, load_regimen
@@ -31,6 +33,8 @@ content_app = typer.Typer(help="The regimen content file.", no_args_is_help=True
 app.add_typer(content_app, name="content")
 outbox_app = typer.Typer(help="See and fix the queue of outgoing mail.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+subscribers_app = typer.Typer(help="Readers' data: show it, or delete it.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -58,7 +62,9 @@ def _content_problems(exc: ContentError) -> str:
 
 
 def _log_to_stderr() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(MaskAddresses())
+    logging.basicConfig(level=logging.INFO, handlers=[handler],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -257,6 +263,55 @@ def outbox_purge(
         return number
 
     typer.echo(f"{asyncio.run(main())} message(s) deleted.")
+
+
+def _address(raw: str) -> str:
+    try:
+        return normalize_address(raw)
+    except InvalidAddress as exc:
+        _fail(str(exc))
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    email: Annotated[str, typer.Option(help="The reader whose data to print.")],
+) -> None:
+    """Print everything held about one reader, as JSON (for a data access request)."""
+    address = _address(email)
+    runtime = _runtime(_settings())
+
+    async def main() -> dict[str, object] | None:
+        async with runtime.db.transaction() as session:
+            data = await privacy.export(session, address)
+        await runtime.db.dispose()
+        return data
+
+    data = asyncio.run(main())
+    if data is None:
+        _fail(f"No reader with the address {address}.", code=1)
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    email: Annotated[str, typer.Option(help="The reader to forget.")],
+) -> None:
+    """Delete a reader's personal data for good (a keyed hash of the address remains, so an
+    imported list cannot bring them back)."""
+    address = _address(email)
+    runtime = _runtime(_settings())
+
+    async def main() -> bool:
+        async with runtime.db.transaction() as session:
+            reader = await session.scalar(select(Subscriber).where(Subscriber.email == address))
+            if reader is not None:
+                await privacy.erase(session, reader, runtime.settings.secret_keys[0], utcnow())
+        await runtime.db.dispose()
+        return reader is not None
+
+    if not asyncio.run(main()):
+        _fail(f"No reader with the address {address}.", code=1)
+    typer.echo(f"Erased {mask(address)}.")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     worker_lease: int = Field(default=300, ge=5)
     retry_for: int = Field(default=3 * 24 * 3600, gt=0)
     reminder_after: int = Field(default=24 * 3600, ge=0)
+    pending_retention: int = Field(default=30 * 24 * 3600, gt=0)
     dkim_private_key: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""

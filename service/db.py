@@ -11,12 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, CursorResult, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from service.config import PROJECT_ROOT
@@ -91,3 +91,8 @@ def _prepare_sqlite_dir(url: str) -> bool:
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     return True
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows a bulk UPDATE or DELETE touched (they return a cursor result)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -9,6 +9,7 @@ PATHS = {
     Purpose.CONFIRM: "/confirm/",
     Purpose.REGIMEN: "/r/",
     Purpose.UNSUBSCRIBE: "/unsubscribe/",
+    Purpose.ERASE: "/erase/",
 }
 
 

@@ -43,6 +43,7 @@ class RegimenContext:
     regimen_url: str
     first_exercise: str
     unsubscribe_url: str
+    erase_url: str
 
 
 MailContext = ConfirmContext | RegimenContext
@@ -162,7 +163,8 @@ class Mailer:
         if kind is MailKind.REGIMEN:
             return RegimenContext(**common, first_exercise=self.regimen.exercises()[0].title,
                                   regimen_url=links["regimen_url"],
-                                  unsubscribe_url=links["unsubscribe_url"])
+                                  unsubscribe_url=links["unsubscribe_url"],
+                                  erase_url=links["erase_url"])
         return ConfirmContext(**common, confirm_url=links["confirm_url"],
                               valid_days=max(1, self.settings.confirm_max_age // 86400))
 
@@ -171,7 +173,8 @@ class Mailer:
 LINKS: dict[MailKind, dict[str, Purpose]] = {
     MailKind.CONFIRM: {"confirm_url": Purpose.CONFIRM},
     MailKind.REMINDER: {"confirm_url": Purpose.CONFIRM},
-    MailKind.REGIMEN: {"regimen_url": Purpose.REGIMEN, "unsubscribe_url": Purpose.UNSUBSCRIBE},
+    MailKind.REGIMEN: {"regimen_url": Purpose.REGIMEN, "unsubscribe_url": Purpose.UNSUBSCRIBE,
+                       "erase_url": Purpose.ERASE},
 }
 
 

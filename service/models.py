@@ -122,6 +122,8 @@ class Consent(Base):
     signup_ip: Mapped[str | None] = mapped_column(String(45))
     signup_user_agent: Mapped[str | None] = mapped_column(String(512))
     source_url: Mapped[str | None] = mapped_column(String(2048))
+    # Which wording the reader agreed to (see texts.consent_version()).
+    consent_text_version: Mapped[str | None] = mapped_column(String(32))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(String(45))
     confirm_user_agent: Mapped[str | None] = mapped_column(String(512))
@@ -179,3 +181,13 @@ class Event(Base):
     )
     exercise: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ErasedAddress(Base):
+    """What is left of a reader who asked to be forgotten: a keyed hash of the address, so an
+    old list imported later cannot mail them. Signing up anew removes it."""
+
+    __tablename__ = "erased_addresses"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

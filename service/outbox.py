@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from typing import Any, cast
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import OUTBOX_QUEUED
+from service.db import OUTBOX_QUEUED, rowcount
 from service.models import (
     Consent,
     MailKind,
@@ -179,7 +177,7 @@ async def requeue_failed(session: AsyncSession, now: datetime, message_id: int |
                      locked_until=None)
     )
     session.info[OUTBOX_QUEUED] = True
-    return _rowcount(result)
+    return rowcount(result)
 
 
 async def purge(session: AsyncSession, before: datetime, statuses: list[OutboxStatus]) -> int:
@@ -187,9 +185,4 @@ async def purge(session: AsyncSession, before: datetime, statuses: list[OutboxSt
         delete(OutboxMessage)
         .where(OutboxMessage.status.in_(statuses), OutboxMessage.created_at < before)
     )
-    return _rowcount(result)
-
-
-def _rowcount(result: Result[Any]) -> int:
-    # Bulk UPDATE and DELETE return a cursor result, which counts the rows they touched.
-    return cast(CursorResult[Any], result).rowcount
+    return rowcount(result)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from starlette.exceptions import HTTPException
 
-from service import events, signup
+from service import events, privacy, signup
 from service.addresses import InvalidAddress, normalize_address
 from service.embed import back_to_post
 from service.models import EventKind, Subscriber, WorkerHeartbeat, utcnow
@@ -184,6 +184,24 @@ async def unsubscribe(request: Request, token: str, runtime: RuntimeDep) -> Resp
     async with runtime.db.transaction() as session:
         await signup.unsubscribe(session, claims, utcnow())
     return render(request, "unsubscribed.html", runtime.regimen, private=True)
+
+
+@router.get("/erase/{token}", dependencies=[LINK_LIMIT])
+async def erase_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    await token_holder(runtime, Purpose.ERASE, token)
+    return render(request, "erase.html", runtime.regimen, private=True, action=f"/erase/{token}")
+
+
+@router.post("/erase/{token}", dependencies=[LINK_LIMIT])
+async def erase(request: Request, token: str, runtime: RuntimeDep) -> Response:
+    claims = read_token(runtime, Purpose.ERASE, token)
+    try:
+        async with runtime.db.transaction() as session:
+            reader = await signup.subscriber_for(session, claims)
+            await privacy.erase(session, reader, runtime.settings.secret_keys[0], utcnow())
+    except signup.UnknownSubscriber:
+        pass  # pressed twice, or erased already: the outcome the reader asked for
+    return render(request, "erased.html", runtime.regimen, private=True)
 
 
 @router.get("/healthz")

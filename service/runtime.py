@@ -37,6 +37,7 @@ class Runtime:
             retry_for=timedelta(seconds=settings.retry_for),
             remind_after=timedelta(seconds=settings.reminder_after)
             if settings.reminder_after else None,
+            pending_retention=timedelta(seconds=settings.pending_retention),
         )
         return Worker(self.db, self.mailer, self.transport, pace)
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import Consent, MailKind, Subscriber, SubscriberStatus
 from service.outbox import cancel_queued, queue_mail
+from service.texts import CONSENT_VERSION
 from service.tokens import Claims
 
 
@@ -58,6 +59,7 @@ async def subscribe(
     session.add(Consent(
         subscriber_id=subscriber.id, signed_up_at=now, signup_ip=origin.ip,
         signup_user_agent=origin.user_agent, source_url=source_url,
+        consent_text_version=CONSENT_VERSION,
     ))
     await queue_mail(session, subscriber, MailKind.CONFIRM)
 

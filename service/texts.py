@@ -6,6 +6,7 @@ email_templates/. `{author}` and `{program}` are filled in from the content file
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 
@@ -89,6 +90,19 @@ class UnsubscribedText:
 
 
 @dataclass(frozen=True)
+class EraseText:
+    title: str = "Delete my data"
+    heading: str = "Delete everything {author} holds about you?"
+    lead: str = ("Your address, the record of your permission and your regimen link are deleted "
+                 "for good. You can always sign up again later.")
+    button: str = "Delete my data"
+    done_title: str = "Your data is deleted"
+    done_heading: str = "Your data is deleted"
+    done_lead: str = ("Nothing about you is kept but a scrambled fingerprint of your address, so "
+                      "that an old list can never bring it back. You will get no more email.")
+
+
+@dataclass(frozen=True)
 class ExpiredText:
     title: str = "This link has expired"
     heading: str = "This link has expired"
@@ -162,6 +176,7 @@ class Texts:
     regimen: RegimenText = field(default_factory=RegimenText)
     unsubscribe: UnsubscribeText = field(default_factory=UnsubscribeText)
     unsubscribed: UnsubscribedText = field(default_factory=UnsubscribedText)
+    erase: EraseText = field(default_factory=EraseText)
     expired: ExpiredText = field(default_factory=ExpiredText)
     link: LinkText = field(default_factory=LinkText)
     author: AuthorText = field(default_factory=AuthorText)
@@ -169,6 +184,17 @@ class Texts:
 
 
 TEXTS = Texts()
+
+
+def _consent_version(texts: Texts) -> str:
+    """A fingerprint of the words a reader agrees to (the form and the confirm page), stored
+    with each consent: change the wording and new consents show it, automatically."""
+    words = "\n".join([texts.form.button, texts.form.fine_print, texts.confirm.heading,
+                       texts.confirm.button])
+    return hashlib.sha256(words.encode()).hexdigest()[:12]
+
+
+CONSENT_VERSION = _consent_version(TEXTS)
 
 # The answer to a JSON signup, whatever the address's state.
 ACCEPTED_MESSAGE = "Check your inbox to confirm your address."

@@ -16,6 +16,7 @@ class Purpose(enum.StrEnum):
     CONFIRM = "confirm"
     REGIMEN = "regimen"
     UNSUBSCRIBE = "unsubscribe"
+    ERASE = "erase"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from service import outbox
+from service import outbox, privacy
 from service.db import Database
 from service.mail import Mailer
 from service.models import (
@@ -37,6 +37,8 @@ from service.signup import SuppressionReason, suppress
 
 log = logging.getLogger(__name__)
 
+RETENTION_EVERY_SECONDS = 3600
+
 
 @dataclass(frozen=True)
 class Pace:
@@ -47,6 +49,7 @@ class Pace:
     lease: timedelta = outbox.LEASE
     retry_for: timedelta = timedelta(days=3)
     remind_after: timedelta | None = timedelta(hours=24)
+    pending_retention: timedelta = timedelta(days=30)
 
 
 class Worker:
@@ -62,6 +65,7 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stop = asyncio.Event()
         self._chores_done = -math.inf
+        self._forgotten = -math.inf
 
     async def run(self, stop: asyncio.Event) -> None:
         self.stop = stop
@@ -77,6 +81,9 @@ class Worker:
                         await self.beat()
                         await self.remind()
                         self._chores_done = time.monotonic()
+                    if time.monotonic() - self._forgotten >= RETENTION_EVERY_SECONDS:
+                        await self.forget_unconfirmed()
+                        self._forgotten = time.monotonic()
                     while await self.deliver_due() and not stop.is_set():
                         pass
                 except Exception:
@@ -95,6 +102,15 @@ class Worker:
             return 0
         async with self.db.transaction() as session:
             return await outbox.queue_reminders(session, self.clock(), self.pace.remind_after)
+
+    async def forget_unconfirmed(self) -> int:
+        async with self.db.transaction() as session:
+            forgotten = await privacy.forget_unconfirmed(session, self.clock(),
+                                                         self.pace.pending_retention)
+        if forgotten:
+            log.info("deleted %s signups never confirmed within %s", forgotten,
+                     self.pace.pending_retention)
+        return forgotten
 
     async def deliver_due(self) -> int:
         """Claim one batch, send it, and settle it; return how many were claimed.
