@@ -19,6 +19,7 @@ from sqlalchemy import select
 from service import outbox, privacy
 from service.addresses import InvalidAddress, MaskAddresses, mask, normalize_address
 from service.app import create_app
+from service.bots import Captcha
 from service.config import ConfigError, Settings, load_settings
 from service.content import ContentError, Regimen, load_regimen
 from service.db import migrate as run_migrations
@@ -166,7 +167,7 @@ def embed(
 ) -> None:
     """Print the HTML form to paste into a blog post."""
     settings = _settings()
-    typer.echo(snippet(settings.base_url, source), nl=False)
+    typer.echo(snippet(settings.base_url, source, Captcha.from_settings(settings)), nl=False)
 
 
 @app.command("send-test")

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     dkim_domain: str = ""
     webhook_secret: str = ""
     rate_limit_storage: str = "memory://"
+    captcha_provider: Literal["", "turnstile", "hcaptcha"] = ""
+    captcha_site_key: str = ""
+    captcha_secret: str = ""
+    captcha_verify_url: str = ""
+    disposable_domains_path: Path | None = None
+    check_mx: bool = False
+    mx_nameserver: str = ""
     signups_per_ip: str = "10/minute;50/hour"
     link_opens_per_ip: str = "60/minute"
     mails_per_address: str = "1/5minutes;3/day"
@@ -119,6 +126,16 @@ class Settings(BaseSettings):
         if not name or "@" not in address:
             raise ValueError('must be a display name and an address: "Your Name <you@example.org>"')
         return value
+
+    @model_validator(mode="after")
+    def _captcha_is_complete(self) -> Settings:
+        if self.captcha_provider and not (self.captcha_site_key and self.captcha_secret):
+            raise ValueError("a CAPTCHA needs REGIMEN_CAPTCHA_SITE_KEY and "
+                             "REGIMEN_CAPTCHA_SECRET")
+        if self.disposable_domains_path and not self.disposable_domains_path.is_file():
+            raise ValueError(f"REGIMEN_DISPOSABLE_DOMAINS_PATH: no file at "
+                             f"{self.disposable_domains_path}")
+        return self
 
     @model_validator(mode="after")
     def _dkim_is_complete(self) -> Settings:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 
+from service.bots import Captcha
 from service.pages import render, templates
 from service.runtime import Runtime
 
@@ -27,10 +28,11 @@ SENT_ANCHOR = "regimen-signup-sent"
 MAX_SOURCE_LENGTH = 2048
 
 
-def snippet(base_url: str, source: str = "") -> str:
-    """What `regimen embed` prints and the author page shows, ready to paste."""
+def snippet(base_url: str, source: str = "", captcha: Captcha | None = None) -> str:
+    """What `regimen embed` prints and the author page shows, ready to paste; with the
+    CAPTCHA's widget when one is configured, since every signup must then pass it."""
     return templates.get_template("_embed.html").render(
-        base_url=base_url, source=source, sent_anchor=SENT_ANCHOR,
+        base_url=base_url, source=source, sent_anchor=SENT_ANCHOR, captcha=captcha,
     ).strip() + "\n"
 
 
@@ -65,6 +67,7 @@ async def author_page(
     post_origin = origin(source.strip())
     source = source.strip() if post_origin else ""
     return render(request, "embed.html", runtime.regimen, private=True, source=source,
-                  snippet=snippet(settings.base_url, source), post_origin=post_origin,
+                  snippet=snippet(settings.base_url, source, runtime.captcha),
+                  post_origin=post_origin,
                   origin_allowed=post_origin in settings.allowed_origins,
                   origins=", ".join(settings.allowed_origins))

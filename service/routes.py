@@ -14,11 +14,12 @@ from starlette.exceptions import HTTPException
 
 from service import events, privacy, signup
 from service.addresses import InvalidAddress, normalize_address
+from service.bots import MIN_FILL_SECONDS
 from service.embed import back_to_post
 from service.models import EventKind, Subscriber, WorkerHeartbeat, utcnow
 from service.pages import PRIVATE_HEADERS, render
 from service.runtime import Runtime
-from service.texts import ACCEPTED_MESSAGE
+from service.texts import ACCEPTED_MESSAGE, TEXTS
 from service.tokens import Claims, Purpose
 
 router = APIRouter()
@@ -84,24 +85,59 @@ async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
 
 @router.get("/")
 async def home(request: Request, runtime: RuntimeDep) -> Response:
-    return render(request, "signup.html", runtime.regimen, action="/subscribe", source="",
-                  email="", error="")
+    return signup_page(request, runtime, started=runtime.tokens.form_stamp())
+
+
+def signup_page(request: Request, runtime: Runtime, *, started: str, status_code: int = 200,
+                source: str = "", email: str = "", error: str = "") -> Response:
+    return render(request, "signup.html", runtime.regimen, status_code=status_code,
+                  action="/subscribe", source=source, email=email, error=error,
+                  started=started, captcha=runtime.captcha)
+
+
+async def _checked_address(runtime: Runtime, request: Request,
+                           fields: dict[str, str]) -> tuple[str, str]:
+    """The normalised address, or what the reader must fix (shown next to the field)."""
+    try:
+        email = normalize_address(fields.get("email", ""))
+    except InvalidAddress as exc:
+        return "", str(exc)
+    if runtime.blocklist is not None and runtime.blocklist.blocks(email):
+        return "", TEXTS.address.disposable
+    if runtime.mx_check is not None and not await runtime.mx_check.deliverable(email):
+        return "", TEXTS.address.no_mail
+    if runtime.captcha is not None and \
+            not await runtime.captcha.solved(fields, origin_of(request).ip):
+        return "", TEXTS.address.captcha
+    return email, ""
+
+
+def _looks_like_a_bot(runtime: Runtime, fields: dict[str, str]) -> bool:
+    """Bots get the usual answer, so they learn nothing; but nothing is stored or mailed."""
+    if fields.get(HONEYPOT):
+        return True
+    stamp = fields.get("started")
+    if stamp is None:
+        return False  # the pasted blog snippet is static: it carries no stamp
+    age = runtime.tokens.form_age(stamp)
+    return age is None or age < MIN_FILL_SECONDS
 
 
 @router.post("/subscribe", dependencies=[SIGNUP_LIMIT])
 async def subscribe(request: Request, runtime: RuntimeDep) -> Response:
     as_json = request.headers.get("content-type", "").startswith("application/json")
     fields = await _json_fields(request) if as_json else await _form_fields(request)
-    try:
-        email = normalize_address(fields.get("email", ""))
-    except InvalidAddress as exc:
+    email, problem = await _checked_address(runtime, request, fields)
+    if problem:
         if as_json:
-            return JSONResponse({"errors": {"email": str(exc)}}, status_code=422)
-        return render(request, "signup.html", runtime.regimen, status_code=400,
-                      action="/subscribe", source=fields.get("source", ""),
-                      email=fields.get("email", ""), error=str(exc))
+            return JSONResponse({"errors": {"email": problem}}, status_code=422)
+        # The first showing's stamp again (or none, from the blog's static form): a reader
+        # fixing one letter is quick, and has been on the form all along.
+        return signup_page(request, runtime, started=fields.get("started", ""),
+                           status_code=400, source=fields.get("source", ""),
+                           email=fields.get("email", ""), error=problem)
     source = _source_url(fields.get("source") or request.headers.get("referer"))
-    if not fields.get(HONEYPOT):
+    if not _looks_like_a_bot(runtime, fields):
         # Over the per-address limit, only the mail is withheld: the answer stays the same.
         mail_allowed = await runtime.rate_limits.allow_mail_to(email)
         async with runtime.db.transaction() as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from service.bots import Blocklist, Captcha, MxCheck
 from service.config import Settings
 from service.content import Regimen, load_regimen
 from service.db import Database
@@ -28,6 +29,9 @@ class Runtime:
     mailer: Mailer
     transport: Transport
     rate_limits: RateLimits
+    captcha: Captcha | None = None
+    blocklist: Blocklist | None = None
+    mx_check: MxCheck | None = None
 
     def worker(self) -> Worker:
         settings = self.settings
@@ -60,4 +64,8 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
                                signups_per_ip=settings.signups_per_ip,
                                link_opens_per_ip=settings.link_opens_per_ip,
                                mails_per_address=settings.mails_per_address),
+        captcha=Captcha.from_settings(settings),
+        blocklist=Blocklist(settings.disposable_domains_path)
+        if settings.disposable_domains_path else None,
+        mx_check=MxCheck(settings.mx_nameserver) if settings.check_mx else None,
     )

@@ -8,22 +8,32 @@ Chromium checks against `form-action` too.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.bots import PROVIDERS
 from service.config import Settings
 
 HSTS_MAX_AGE = 365 * 24 * 3600
+NONE = "'none'"
 
 
 def security_headers(settings: Settings) -> dict[str, str]:
     form_targets = " ".join(["'self'", *settings.allowed_origins])
+    # A configured CAPTCHA runs the provider's script and frame: allow that one origin.
+    captcha = ""
+    if settings.captcha_provider:
+        parts = urlsplit(PROVIDERS[settings.captcha_provider].script_url)
+        captcha = f" {parts.scheme}://{parts.netloc}"
     policy = "; ".join([
         "default-src 'none'",
-        "script-src 'self'",
+        f"script-src 'self'{captcha}",
         "style-src 'self'",
         "img-src 'self' data:",
-        "connect-src 'self'",
+        f"connect-src 'self'{captcha}",
+        f"frame-src {captcha.strip() or NONE}",
         f"form-action {form_targets}",
         "frame-ancestors 'none'",
         "base-uri 'none'",

@@ -163,6 +163,10 @@ class AddressText:
     control: str = "An email address cannot contain line breaks or control characters."
     too_long: str = "That is longer than any email address can be ({limit} characters)."
     invalid: str = "That doesn't look like an email address: {reason}"
+    disposable: str = ("Please use an address you keep: mail to throw-away mailboxes gets lost, "
+                       "and your regimen link with it.")
+    no_mail: str = "That domain does not receive email. Please check the part after the @."
+    captcha: str = "Please complete the check below the address, then press the button again."
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -47,6 +48,20 @@ class Tokens:
             purpose: URLSafeTimedSerializer(keys, salt=f"regimen.{purpose.value}")
             for purpose in Purpose
         }
+        self._form = URLSafeTimedSerializer(keys, salt="regimen.form")
+
+    def form_stamp(self) -> str:
+        """A signed 'this form was shown now', for the hosted form's hidden field."""
+        return str(self._form.dumps(0))
+
+    def form_age(self, stamp: str) -> float | None:
+        """Seconds since the stamp was made; None if it is not one of ours."""
+        try:
+            _, made = self._form.loads(stamp, return_timestamp=True)
+        except BadSignature:
+            return None
+        age: float = (datetime.now(UTC) - made).total_seconds()
+        return age
 
     def make(self, purpose: Purpose, claims: Claims) -> str:
         return str(self._serializers[purpose].dumps([claims.public_id, claims.version]))
