@@ -6,13 +6,19 @@ import asyncio
 import re
 import socket
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
+import httpx
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from service.app import create_app
+from service.config import Settings
+from service.runtime import build_runtime
 from service.tokens import Claims, Purpose
 
 BASE_URL = "https://regimen.test"
@@ -84,3 +90,16 @@ def token_signed_at(secret_key: str, purpose: Purpose, claims: Claims, when: dat
     serializer = URLSafeTimedSerializer(secret_key, salt=f"regimen.{purpose.value}",
                                         signer=Backdated)
     return str(serializer.dumps([claims.public_id, claims.version]))
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
+    """The app (without its worker) on settings changed by `changes`, and a client for it."""
+    runtime = build_runtime(settings.model_copy(update=changes))
+    transport = httpx.ASGITransport(app=create_app(runtime, run_worker=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            yield http
+    finally:
+        await runtime.rate_limits.close()
+        await runtime.db.dispose()

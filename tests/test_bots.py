@@ -8,8 +8,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,30 +18,15 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
-import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
-from service.app import create_app
 from service.config import Settings
 from service.db import Database
 from service.models import Subscriber
-from service.runtime import build_runtime
 from service.texts import TEXTS
-from tests.helpers import BASE_URL
-
-
-@asynccontextmanager
-async def app_client(settings: Settings, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
-    runtime = build_runtime(settings.model_copy(update=changes))
-    transport = httpx.ASGITransport(app=create_app(runtime, run_worker=False))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-            yield http
-    finally:
-        await runtime.rate_limits.close()
-        await runtime.db.dispose()
+from tests.helpers import app_client
 
 
 async def readers(db: Database) -> int:

@@ -4,37 +4,20 @@ counted in memory or in the Redis at 127.0.0.1:6379 shared by several processes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio
 from sqlalchemy import func, select
 
-from service.app import create_app
 from service.config import Settings
 from service.db import Database
 from service.models import OutboxMessage
-from service.runtime import build_runtime
-from tests.helpers import BASE_URL
+from tests.helpers import app_client
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 Client = Callable[..., Any]
-
-
-@asynccontextmanager
-async def app_client(settings: Settings, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
-    runtime = build_runtime(settings.model_copy(update=changes))
-    app = create_app(runtime, run_worker=False)
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-            yield http
-    finally:
-        await runtime.rate_limits.close()
-        await runtime.db.dispose()
 
 
 async def outbox_rows(db: Database) -> int:
