@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import webhooks
+from service import admin, webhooks
 from service.embed import router as embed_router
 from service.pages import render
 from service.routes import router
@@ -50,6 +50,7 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.include_router(router)
     app.include_router(webhooks.router)
     app.include_router(embed_router)
+    app.include_router(admin.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     if runtime.settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.allowed_origins,

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     dkim_domain: str = ""
     webhook_secret: str = ""
     mailgun_signing_key: str = ""
+    admin_password: str = ""
+    scanner_window: int = Field(default=60, ge=0)
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("secret_keys", "allowed_origins", mode="before")
     @classmethod
