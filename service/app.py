@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import admin, webhooks
+from service import admin, metrics, webhooks
 from service.embed import router as embed_router
 from service.pages import render
 from service.routes import router
@@ -51,12 +51,14 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(embed_router)
     app.include_router(admin.router)
+    app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     if runtime.settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.allowed_origins,
                            allow_methods=["POST"], allow_headers=["Content-Type"])
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, headers=security_headers(runtime.settings))
+    app.add_middleware(metrics.RequestTimer)
     _add_error_pages(app, runtime)
     return app
 
