@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import logging
+import secrets
 import signal
 import sys
 from datetime import timedelta
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import Annotated, NoReturn, TextIO
 from uuid import uuid4
 
 import httpx
 import typer
 import uvicorn
 
-from service import outbox
+from service import outbox, subscribers
+from service import stats as funnel_stats
 from service.addresses import InvalidAddress, mask, normalize_address
 from service.app import create_app
 from service.config import ConfigError, Settings, load_settings
@@ -257,6 +261,107 @@ def outbox_purge(
         return number
 
     typer.echo(f"{asyncio.run(main())} message(s) deleted.")
+
+
+# The author's numbers, the list in and out, and secrets (issue 8).
+
+subscribers_app = typer.Typer(help="Bring an existing list in, or take the list out.",
+                              no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+secret_app = typer.Typer(help="Secrets for REGIMEN_SECRET_KEYS and REGIMEN_ADMIN_PASSWORD.",
+                         no_args_is_help=True)
+app.add_typer(secret_app, name="secret")
+
+
+@app.command()
+def stats(
+    days: Annotated[int, typer.Option(min=1, max=366, help="How many days back, today included.")]
+    = funnel_stats.DEFAULT_DAYS,
+) -> None:
+    """The funnel, day by day and in total, as on the /admin page."""
+    settings = _settings()
+    runtime = _runtime(settings)
+
+    async def main() -> funnel_stats.Report:
+        try:
+            async with runtime.db.transaction() as session:
+                return await funnel_stats.funnel(session, utcnow(), days,
+                                                 settings.scanner_window)
+        finally:
+            await runtime.db.dispose()
+
+    for line in funnel_stats.table(asyncio.run(main())):
+        typer.echo(line)
+
+
+@secret_app.command("generate")
+def secret_generate() -> None:
+    """Print a new random secret (64 characters)."""
+    typer.echo(secrets.token_urlsafe(48))
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", dir_okay=False,
+                      help="File to write; standard output when not given.")] = None,
+) -> None:
+    """Every reader as CSV (addresses in full: keep the file safe), streamed row by row."""
+    runtime = _runtime(_settings())
+
+    async def main(target: TextIO) -> None:
+        writer = csv.writer(target, lineterminator="\n")
+        writer.writerow(subscribers.EXPORT_COLUMNS)
+        try:
+            async for row in subscribers.export_rows(runtime.db):
+                writer.writerow(row)
+        finally:
+            await runtime.db.dispose()
+
+    if output is None:
+        asyncio.run(main(sys.stdout))
+        sys.stdout.flush()
+    else:
+        with output.open("w", newline="", encoding="utf-8") as target:
+            asyncio.run(main(target))
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                         help="CSV with an `email` column (see README).")],
+    per_hour: Annotated[int, typer.Option(min=1, help="Confirmation mails per hour, for the "
+                                          "rows without recorded consent.")]
+    = subscribers.DEFAULT_PER_HOUR,
+) -> None:
+    """Bring in an existing list: readers with recorded consent (`consented_at`) as confirmed,
+    the others are sent the confirmation mail, paced at --per-hour."""
+    runtime = _runtime(_settings())
+    with file.open(newline="", encoding="utf-8-sig") as counting:
+        total = max(sum(1 for _ in counting) - 1, 0)
+    result = subscribers.ImportResult()
+
+    async def main() -> None:
+        try:
+            with file.open(newline="", encoding="utf-8-sig") as source, \
+                    typer.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
+                rows = subscribers.read_rows(source, result)
+                await subscribers.import_rows(runtime.db, rows, utcnow(), per_hour, result,
+                                              progress=bar)
+        finally:
+            await runtime.db.dispose()
+
+    try:
+        asyncio.run(main())
+    except subscribers.ImportProblem as exc:
+        _fail(f"{file}: {exc}")
+    for problem in result.problems:
+        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{result.confirmed} imported as confirmed (recorded consent), "
+               f"{result.mailed} sent the confirmation mail, "
+               f"{result.already_held} already on the list, {len(result.problems)} skipped.")
+    if result.last_mail_at is not None:
+        typer.echo(f"The confirmation mails go out at {per_hour} an hour; the last at "
+                   f"{result.last_mail_at:%Y-%m-%d %H:%M} UTC.")
 
 
 if __name__ == "__main__":

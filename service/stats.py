@@ -272,3 +272,29 @@ async def _recent(session: AsyncSession) -> list[RecentSignup]:
 
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
+
+
+def table(report: Report) -> list[str]:
+    """The funnel as lines of text, for `regimen stats`."""
+    heads = ("day", "signups", "confirm page", "confirmed", "regimen", "clicks")
+    lines = [f"{report.since:%Y-%m-%d} to {report.until:%Y-%m-%d %H:%M} UTC",
+             "{:<10} {:>8} {:>12} {:>9} {:>8} {:>7}".format(*heads)]
+    lines += ["{:<10} {:>8} {:>12} {:>9} {:>8} {:>7}".format(*day.row()) for day in report.days]
+    t = report.totals
+    lines += [
+        "",
+        "Of the readers who signed up in these days:",
+        f"  signed up                          {t.signups:>8}",
+        f"  opened the confirmation page       {t.confirm_page_opened:>8}",
+        f"  confirmed                          {t.confirmed:>8}  "
+        f"{percent(t.confirmation_rate)} of signups",
+        f"  opened the page, never confirmed   {t.stopped_at_button:>8}  "
+        f"{percent(t.button_drop_off)} of those who saw the button",
+        f"  opened the regimen                 {t.regimen_opened:>8}",
+        f"  clicked an exercise                {t.clicked:>8}",
+        "",
+        f"Confirm-page opens within {report.scanner_window} s of a confirmation or reminder "
+        "mail's sending are taken for mail scanners and not counted; pressing the button "
+        "always counts.",
+    ]
+    return lines
