@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import admin, metrics, webhooks
+from service import admin, logs, metrics, webhooks
 from service.embed import router as embed_router
 from service.pages import render
 from service.routes import router
@@ -59,6 +59,7 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, headers=security_headers(runtime.settings))
     app.add_middleware(metrics.RequestTimer)
+    app.add_middleware(logs.RequestContext)
     _add_error_pages(app, runtime)
     return app
 

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import logging
 import secrets
 import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn, TextIO
+from typing import Annotated, Any, NoReturn, TextIO
 from uuid import uuid4
 
 import httpx
 import typer
 import uvicorn
 
-from service import outbox, subscribers
+from service import logs, outbox, subscribers
 from service import stats as funnel_stats
 from service.addresses import InvalidAddress, mask, normalize_address
 from service.app import create_app
@@ -61,9 +60,8 @@ def _content_problems(exc: ContentError) -> str:
     return f"{exc.path} has problems:\n{lines}"
 
 
-def _log_to_stderr() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _log_to_stderr(settings: Settings) -> None:
+    logs.configure(settings)
 
 
 @app.command()
@@ -72,23 +70,33 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     worker: Annotated[bool, typer.Option(help="Run the outbox worker inside the web process.")]
     = True,
+    workers: Annotated[int, typer.Option(min=1, help="Web processes (more than 1 needs "
+                                         "--no-worker; run `regimen worker` beside).")] = 1,
 ) -> None:
     """Serve the web app (and, unless --no-worker, send the outbox's mail)."""
     settings = _settings()
     runtime = _runtime(settings)
-    _log_to_stderr()
+    if workers > 1 and worker:
+        _fail("--workers above 1 needs --no-worker: run the mail worker as `regimen worker`.")
+    _log_to_stderr(settings)
     typer.echo(f"Serving {settings.base_url} (listening on http://{host}:{port}); "
                f"mail goes to {settings.mail_url.split('@')[-1]}")
-    uvicorn.run(create_app(runtime, run_worker=worker), host=host, port=port,
-                proxy_headers=True, forwarded_allow_ips=settings.trusted_proxies,
-                log_level="info")
+    # log_config=None: keep the logging set up above (JSON in production, masked addresses).
+    options: dict[str, Any] = {"host": host, "port": port, "proxy_headers": True,
+                               "forwarded_allow_ips": settings.trusted_proxies,
+                               "log_level": "info", "log_config": None}
+    if workers > 1:
+        uvicorn.run("service.asgi:web", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(runtime, run_worker=worker), **options)
 
 
 @app.command(name="worker")
 def run_worker() -> None:
     """Send the outbox's mail until stopped (SIGTERM or Ctrl-C finishes the batch in hand)."""
-    runtime = _runtime(_settings())
-    _log_to_stderr()
+    settings = _settings()
+    runtime = _runtime(settings)
+    _log_to_stderr(settings)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -192,3 +192,9 @@ def test_export_writes_every_reader(author_env: str, tmp_path: Path) -> None:
     target = tmp_path / "out.csv"
     assert runner.invoke(app, ["subscribers", "export", "-o", str(target)]).exit_code == 0
     assert target.read_text() == result.output
+
+
+def test_several_web_workers_need_the_mail_worker_apart(author_env: str) -> None:
+    result = CliRunner().invoke(app, ["serve", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--workers above 1 needs --no-worker" in result.output
