@@ -179,3 +179,11 @@ class Event(Base):
     )
     exercise: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# For the author's numbers (service.stats): the period's signups, confirmations and sources are
+# ranges on these columns; "did this reader do X" is a probe on (subscriber, kind).
+Index("ix_subscribers_created_at", Subscriber.created_at)
+Index("ix_subscribers_confirmed_at", Subscriber.confirmed_at)
+Index("ix_consents_signed_up_at", Consent.signed_up_at)
+Index("ix_events_subscriber_id_kind", Event.subscriber_id, Event.kind)
