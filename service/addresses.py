@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import re
-
 from email_validator import EmailNotValidError, validate_email
 
 from service.texts import TEXTS
@@ -46,17 +43,3 @@ def mask(address: str) -> str:
     local, _, domain = address.partition("@")
     return f"{local[:1]}***@{domain}"
 
-
-_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-
-
-class MaskAddresses(logging.Filter):
-    """Masks anything shaped like an email address in a log line: logs are copied, shipped and
-    kept far longer than readers' data should be."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = _ADDRESS.sub(lambda found: mask(found.group()), message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True

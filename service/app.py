@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from service import webhooks
+from service import admin, logs, metrics, webhooks
 from service.embed import router as embed_router
 from service.pages import render
 from service.routes import router
@@ -52,6 +52,8 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.include_router(router)
     app.include_router(webhooks.router)
     app.include_router(embed_router)
+    app.include_router(admin.router)
+    app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     if runtime.settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.allowed_origins,
@@ -62,6 +64,8 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.add_middleware(ProxyHeadersMiddleware,
                        trusted_hosts=runtime.settings.trusted_proxies)
     app.add_middleware(SecurityHeaders, headers=security_headers(runtime.settings))
+    app.add_middleware(metrics.RequestTimer)
+    app.add_middleware(logs.RequestContext)
     _add_error_pages(app, runtime)
     return app
 

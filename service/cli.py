@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
-import logging
+import secrets
 import signal
 import sys
 from datetime import timedelta
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TextIO
 from uuid import uuid4
 
 import httpx
@@ -16,8 +18,9 @@ import typer
 import uvicorn
 from sqlalchemy import select
 
-from service import outbox, privacy
-from service.addresses import InvalidAddress, MaskAddresses, mask, normalize_address
+from service import logs, outbox, privacy, subscribers
+from service import stats as funnel_stats
+from service.addresses import InvalidAddress, mask, normalize_address
 from service.app import create_app
 from service.bots import Captcha
 from service.config import ConfigError, Settings, load_settings
@@ -34,8 +37,6 @@ content_app = typer.Typer(help="The regimen content file.", no_args_is_help=True
 app.add_typer(content_app, name="content")
 outbox_app = typer.Typer(help="See and fix the queue of outgoing mail.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
-subscribers_app = typer.Typer(help="Readers' data: show it, or delete it.", no_args_is_help=True)
-app.add_typer(subscribers_app, name="subscribers")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -62,11 +63,8 @@ def _content_problems(exc: ContentError) -> str:
     return f"{exc.path} has problems:\n{lines}"
 
 
-def _log_to_stderr() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(MaskAddresses())
-    logging.basicConfig(level=logging.INFO, handlers=[handler],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _log_to_stderr(settings: Settings) -> None:
+    logs.configure(settings)
 
 
 @app.command()
@@ -75,23 +73,33 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     worker: Annotated[bool, typer.Option(help="Run the outbox worker inside the web process.")]
     = True,
+    workers: Annotated[int, typer.Option(min=1, help="Web processes (more than 1 needs "
+                                         "--no-worker; run `regimen worker` beside).")] = 1,
 ) -> None:
     """Serve the web app (and, unless --no-worker, send the outbox's mail)."""
     settings = _settings()
     runtime = _runtime(settings)
-    _log_to_stderr()
+    if workers > 1 and worker:
+        _fail("--workers above 1 needs --no-worker: run the mail worker as `regimen worker`.")
+    _log_to_stderr(settings)
     typer.echo(f"Serving {settings.base_url} (listening on http://{host}:{port}); "
                f"mail goes to {settings.mail_url.split('@')[-1]}")
-    uvicorn.run(create_app(runtime, run_worker=worker), host=host, port=port,
-                proxy_headers=False,  # the app reads X-Forwarded-For itself (see app.py)
-                log_level="info")
+    # log_config=None: keep the logging set up above (JSON in production, masked addresses).
+    # proxy_headers=False: the app reads X-Forwarded-For itself, from trusted proxies only.
+    options: dict[str, Any] = {"host": host, "port": port, "proxy_headers": False,
+                               "log_level": "info", "log_config": None}
+    if workers > 1:
+        uvicorn.run("service.asgi:web", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(runtime, run_worker=worker), **options)
 
 
 @app.command(name="worker")
 def run_worker() -> None:
     """Send the outbox's mail until stopped (SIGTERM or Ctrl-C finishes the batch in hand)."""
-    runtime = _runtime(_settings())
-    _log_to_stderr()
+    settings = _settings()
+    runtime = _runtime(settings)
+    _log_to_stderr(settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -273,24 +281,125 @@ def _address(raw: str) -> str:
         _fail(str(exc))
 
 
+# The author's numbers, the list in and out, and secrets (issue 8).
+
+subscribers_app = typer.Typer(help="The list in and out, and one reader's data shown or erased.",
+                              no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+secret_app = typer.Typer(help="Secrets for REGIMEN_SECRET_KEYS and REGIMEN_ADMIN_PASSWORD.",
+                         no_args_is_help=True)
+app.add_typer(secret_app, name="secret")
+
+
+@app.command()
+def stats(
+    days: Annotated[int, typer.Option(min=1, max=366, help="How many days back, today included.")]
+    = funnel_stats.DEFAULT_DAYS,
+) -> None:
+    """The funnel, day by day and in total, as on the /admin page."""
+    settings = _settings()
+    runtime = _runtime(settings)
+
+    async def main() -> funnel_stats.Report:
+        try:
+            async with runtime.db.transaction() as session:
+                return await funnel_stats.funnel(session, utcnow(), days,
+                                                 settings.scanner_window)
+        finally:
+            await runtime.db.dispose()
+
+    for line in funnel_stats.table(asyncio.run(main())):
+        typer.echo(line)
+
+
+@secret_app.command("generate")
+def secret_generate() -> None:
+    """Print a new random secret (64 characters)."""
+    typer.echo(secrets.token_urlsafe(48))
+
+
 @subscribers_app.command("export")
 def subscribers_export(
-    email: Annotated[str, typer.Option(help="The reader whose data to print.")],
+    email: Annotated[str | None, typer.Option(
+        help="Only this reader: everything held about them, as JSON (a data access request)."
+    )] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", dir_okay=False,
+                      help="File to write; standard output when not given.")] = None,
 ) -> None:
-    """Print everything held about one reader, as JSON (for a data access request)."""
-    address = _address(email)
+    """Every reader as CSV (addresses in full: keep the file safe), streamed row by row; with
+    --email, one reader's whole record as JSON."""
     runtime = _runtime(_settings())
+    if email is not None:
+        address = _address(email)
 
-    async def main() -> dict[str, object] | None:
-        async with runtime.db.transaction() as session:
-            data = await privacy.export(session, address)
-        await runtime.db.dispose()
-        return data
+        async def one() -> dict[str, object] | None:
+            try:
+                async with runtime.db.transaction() as session:
+                    return await privacy.export(session, address)
+            finally:
+                await runtime.db.dispose()
 
-    data = asyncio.run(main())
-    if data is None:
-        _fail(f"No reader with the address {address}.", code=1)
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        data = asyncio.run(one())
+        if data is None:
+            _fail(f"No reader with the address {address}.", code=1)
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+
+    async def main(target: TextIO) -> None:
+        writer = csv.writer(target, lineterminator="\n")
+        writer.writerow(subscribers.EXPORT_COLUMNS)
+        try:
+            async for row in subscribers.export_rows(runtime.db):
+                writer.writerow(row)
+        finally:
+            await runtime.db.dispose()
+
+    if output is None:
+        asyncio.run(main(sys.stdout))
+        sys.stdout.flush()
+    else:
+        with output.open("w", newline="", encoding="utf-8") as target:
+            asyncio.run(main(target))
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                         help="CSV with an `email` column (see README).")],
+    per_hour: Annotated[int, typer.Option(min=1, help="Confirmation mails per hour, for the "
+                                          "rows without recorded consent.")]
+    = subscribers.DEFAULT_PER_HOUR,
+) -> None:
+    """Bring in an existing list: readers with recorded consent (`consented_at`) as confirmed,
+    the others are sent the confirmation mail, paced at --per-hour."""
+    runtime = _runtime(_settings())
+    with file.open(newline="", encoding="utf-8-sig") as counting:
+        total = max(sum(1 for _ in counting) - 1, 0)
+    result = subscribers.ImportResult()
+
+    async def main() -> None:
+        try:
+            with file.open(newline="", encoding="utf-8-sig") as source, \
+                    typer.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
+                rows = subscribers.read_rows(source, result)
+                await subscribers.import_rows(runtime.db, rows, utcnow(), per_hour, result,
+                                              runtime.settings.secret_keys[0], progress=bar)
+        finally:
+            await runtime.db.dispose()
+
+    try:
+        asyncio.run(main())
+    except subscribers.ImportProblem as exc:
+        _fail(f"{file}: {exc}")
+    for problem in result.problems:
+        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{result.confirmed} imported as confirmed (recorded consent), "
+               f"{result.mailed} sent the confirmation mail, "
+               f"{result.already_held} already on the list, {result.erased} erased at their "
+               f"request (left out), {len(result.problems)} skipped.")
+    if result.last_mail_at is not None:
+        typer.echo(f"The confirmation mails go out at {per_hour} an hour; the last at "
+                   f"{result.last_mail_at:%Y-%m-%d %H:%M} UTC.")
 
 
 @subscribers_app.command("erase")

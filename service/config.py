@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     link_opens_per_ip: str = "60/minute"
     mails_per_address: str = "1/5minutes;3/day"
     mailgun_signing_key: str = ""
+    admin_password: str = ""
+    scanner_window: int = Field(default=60, ge=0)
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("secret_keys", "allowed_origins", mode="before")
     @classmethod

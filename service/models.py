@@ -185,9 +185,17 @@ class Event(Base):
 
 class ErasedAddress(Base):
     """What is left of a reader who asked to be forgotten: a keyed hash of the address, so an
-    old list imported later cannot mail them. Signing up anew removes it."""
+    old list imported later cannot mail them. Signing up anew through the form still works."""
 
     __tablename__ = "erased_addresses"
 
     address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# For the author's numbers (service.stats): the period's signups, confirmations and sources are
+# ranges on these columns; "did this reader do X" is a probe on (subscriber, kind).
+Index("ix_subscribers_created_at", Subscriber.created_at)
+Index("ix_subscribers_confirmed_at", Subscriber.confirmed_at)
+Index("ix_consents_signed_up_at", Consent.signed_up_at)
+Index("ix_events_subscriber_id_kind", Event.subscriber_id, Event.kind)

@@ -4,6 +4,7 @@ and erase, forgetting unconfirmed signups, and addresses kept out of the logs.""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -13,11 +14,11 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from service import privacy, signup
-from service.addresses import MaskAddresses
+from service import privacy, signup, subscribers
 from service.cli import app
 from service.config import Settings
 from service.db import Database
+from service.logs import MaskAddresses
 from service.models import (
     Base,
     Consent,
@@ -156,3 +157,22 @@ def test_addresses_are_masked_in_log_lines(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.INFO, logger="regimen.test.masking"):
         logger.info("refused %s and Other.One@Mail.Example.org", "reader@example.org")
     assert caplog.messages == ["refused r***@example.org and O***@Mail.Example.org"]
+
+
+async def test_an_imported_list_cannot_bring_an_erased_reader_back(
+    db: Database, runtime: Runtime,
+) -> None:
+    secret = runtime.settings.secret_keys[0]
+    async with db.transaction() as session:
+        await signup.subscribe(session, "gone@example.org", READER, None, datetime.now(UTC))
+    async with db.transaction() as session:
+        reader = await session.scalar(select(Subscriber))
+        assert reader is not None
+        await privacy.erase(session, reader, secret, datetime.now(UTC))
+    result = subscribers.ImportResult()
+    rows = subscribers.read_rows(io.StringIO("email\nGone@Example.org\nnew@example.org\n"),
+                                 result)
+    await subscribers.import_rows(db, rows, datetime.now(UTC), 100, result, secret)
+    assert (result.erased, result.mailed) == (1, 1)
+    async with db.transaction() as session:
+        assert set(await session.scalars(select(Subscriber.email))) == {"new@example.org"}

@@ -1,0 +1,207 @@
+"""The author's numbers at scale: 1,000,000 readers and 3,000,000 events in PostgreSQL.
+
+    createdb -h 127.0.0.1 -U postgres regimen_scale
+    .venv/bin/python bench/scale.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_scale
+
+Seeds in SQL (generate_series, so a million rows take seconds, not hours) unless the database
+already holds the rows (`--reseed` to start again), then measures, each several times:
+
+- GET /admin?days=30 through the real app (auth, queries, template), median of the runs;
+- the funnel `regimen stats` prints (the query part, in process), median;
+- `regimen subscribers export` as a separate process writing every row to /dev/null: its
+  peak resident memory, against the same process running `regimen secret generate` (the
+  interpreter and the app's imports, no data), and its duration.
+
+Readers signed up evenly over the last 365 days; ~60 % confirmed. Events: one confirm-page
+opening per reader (half of them 5 s after the mail, as a scanner would), one regimen opening
+per confirmed reader, and exercise clicks for the rest of the 3,000,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service import stats  # noqa: E402
+from service.app import create_app  # noqa: E402
+from service.config import load_settings  # noqa: E402
+from service.db import migrate  # noqa: E402
+from service.models import utcnow  # noqa: E402
+from service.runtime import build_runtime  # noqa: E402
+
+RESULTS = ROOT / "bench" / "scale-results.json"
+SLUGS = ["gentle-back-exercise", "sacrum-self-appraisal", "arch-and-flatten", "lying-side-bend",
+         "lying-twist", "psoas-release", "hip-joint-freedom", "pelvic-figure-eight",
+         "walking-integration", "standing-balance"]
+
+SEED = """
+INSERT INTO subscribers (id, public_id, email, status, token_version, created_at, confirmed_at,
+                         unsubscribed_at)
+SELECT i, 'p' || i, 'reader' || i || '@example.org',
+       CASE WHEN i % 20 = 0 THEN 'unsubscribed' WHEN i % 5 < 3 THEN 'confirmed'
+            ELSE 'pending' END,
+       1, t, CASE WHEN i % 5 < 3 THEN t + interval '20 minutes' END,
+       CASE WHEN i % 20 = 0 THEN t + interval '2 days' END
+FROM (SELECT i, now() - (i::float / {n} * interval '365 days') AS t
+      FROM generate_series(1, {n}) AS i) AS s;
+
+INSERT INTO consents (subscriber_id, signed_up_at, source_url, confirmed_at)
+SELECT id, created_at, 'https://blog.example.org/post-' || (id % 20), confirmed_at
+FROM subscribers;
+
+INSERT INTO outbox (key, kind, subscriber_id, status, attempts, created_at, next_attempt_at,
+                    sent_at)
+SELECT 'c' || id, 'confirm', id, 'sent', 1, created_at, created_at,
+       created_at + interval '2 seconds'
+FROM subscribers;
+
+INSERT INTO outbox (key, kind, subscriber_id, status, attempts, created_at, next_attempt_at,
+                    sent_at)
+SELECT 'r' || id, 'regimen', id, 'sent', 1, confirmed_at, confirmed_at,
+       confirmed_at + interval '2 seconds'
+FROM subscribers WHERE confirmed_at IS NOT NULL;
+
+-- Confirm-page openings: a scanner 5 s after the mail for even ids, a person 10 min after.
+INSERT INTO events (kind, subscriber_id, created_at)
+SELECT 'confirm_page_opened', id,
+       created_at + CASE WHEN id % 2 = 0 THEN interval '7 seconds' ELSE interval '10 minutes' END
+FROM subscribers;
+
+INSERT INTO events (kind, subscriber_id, created_at)
+SELECT 'regimen_opened', id, confirmed_at + interval '1 minute'
+FROM subscribers WHERE confirmed_at IS NOT NULL;
+
+INSERT INTO events (kind, subscriber_id, exercise, created_at)
+SELECT 'exercise_clicked', s.id, ('{{{slugs}}}'::text[])[1 + (g % 10)],
+       s.confirmed_at + (g % 50) * interval '1 minute'
+FROM generate_series(1, {clicks}) AS g
+JOIN subscribers AS s ON s.id = 1 + ((g::bigint * 7919) % {n})
+WHERE s.confirmed_at IS NOT NULL;
+
+SELECT setval(pg_get_serial_sequence('subscribers', 'id'), {n});
+ANALYZE;
+"""
+
+
+async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[str, int]:
+    target = make_url(url)
+    conn = await asyncpg.connect(host=target.host, port=target.port or 5432,
+                                 user=target.username, database=target.database)
+    try:
+        held = await conn.fetchval("SELECT count(*) FROM subscribers")
+        if held and not reseed:
+            print(f"using the {held} readers already in the database", file=sys.stderr)  # noqa: T201
+        else:
+            await conn.execute("TRUNCATE subscribers, consents, outbox, events, "
+                               "worker_heartbeats RESTART IDENTITY CASCADE")
+            confirmed = subscribers * 3 // 5
+            # What is left of the events after openings and regimen openings; clicks land on
+            # confirmed readers only, so ask for enough rows that ~that many survive the join.
+            clicks = max(events - subscribers - confirmed, 0)
+            started = time.perf_counter()
+            await conn.execute(SEED.format(n=subscribers, clicks=clicks * 5 // 3 + 1,
+                                           slugs=",".join(SLUGS)))
+            print(f"seeded in {time.perf_counter() - started:.0f} s", file=sys.stderr)  # noqa: T201
+        return {
+            "subscribers": await conn.fetchval("SELECT count(*) FROM subscribers"),
+            "events": await conn.fetchval("SELECT count(*) FROM events"),
+            "outbox": await conn.fetchval("SELECT count(*) FROM outbox"),
+        }
+    finally:
+        await conn.close()
+
+
+async def measure_web(url: str, runs: int) -> dict[str, Any]:
+    password = "bench-admin-password-" + "z" * 20
+    settings = load_settings(_env_file=None, database_url=url, admin_password=password,
+                             secret_keys=["bench-key-" + "x" * 40],
+                             content_path=ROOT / "content" / "regimen.yaml")
+    runtime = build_runtime(settings)
+    app = create_app(runtime, run_worker=False)
+    auth = {"Authorization": "Basic " + base64.b64encode(f"a:{password}".encode()).decode()}
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://bench") as http:
+        for days in (30, 365):
+            timings = []
+            for _ in range(runs + 1):  # the first warms the pool and caches, not counted
+                started = time.perf_counter()
+                response = await http.get(f"/admin?days={days}", headers=auth)
+                timings.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.status_code
+            out[f"admin_{days}d_ms"] = _ms(timings[1:])
+    for days in (30, 365):
+        timings = []
+        for _ in range(runs + 1):
+            started = time.perf_counter()
+            async with runtime.db.transaction() as session:
+                report = await stats.funnel(session, utcnow(), days, 60)
+            timings.append(time.perf_counter() - started)
+        out[f"stats_{days}d_ms"] = _ms(timings[1:])
+        out[f"stats_{days}d_signups"] = report.totals.signups
+    await runtime.db.dispose()
+    return out
+
+
+def _ms(timings: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(timings) * 1000, 1),
+            "min": round(min(timings) * 1000, 1), "max": round(max(timings) * 1000, 1)}
+
+
+def peak_rss_mb(args: list[str], url: str) -> tuple[float, float]:
+    """Peak resident memory (MiB) and duration (s) of one `regimen ...` process."""
+    env = {**os.environ, "REGIMEN_DATABASE_URL": url,
+           "REGIMEN_CONTENT_PATH": str(ROOT / "content" / "regimen.yaml"),
+           "REGIMEN_SECRET_KEYS": "bench-key-" + "x" * 40}
+    script = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+              "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+              "time.perf_counter() - t)")
+    output = subprocess.run([sys.executable, "-c", script, sys.executable, "-m", "service.cli",
+                             *args], env=env, check=True, capture_output=True, text=True,
+                            cwd=ROOT).stdout.split()
+    return round(int(output[0]) / 1024, 1), round(float(output[1]), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=3_000_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--reseed", action="store_true")
+    options = parser.parse_args()
+    migrate(options.database_url)
+    counts = asyncio.run(seed(options.database_url, options.subscribers, options.events,
+                              options.reseed))
+    results: dict[str, Any] = {"rows": counts, "runs": options.runs}
+    results.update(asyncio.run(measure_web(options.database_url, options.runs)))
+    baseline_mb, _ = peak_rss_mb(["secret", "generate"], options.database_url)
+    export_mb, export_s = peak_rss_mb(["subscribers", "export", "-o", os.devnull],
+                                      options.database_url)
+    results["export"] = {"peak_rss_mb": export_mb, "baseline_rss_mb": baseline_mb,
+                         "seconds": export_s}
+    results["machine"] = f"{os.cpu_count()} CPUs, {resource.getpagesize()} B pages"
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

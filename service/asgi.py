@@ -1,0 +1,20 @@
+"""The web app built from the environment, for servers that start several worker processes:
+`uvicorn --factory service.asgi:web --workers 4` (what `regimen serve --workers 4` runs).
+
+Each process builds its own app; none runs the outbox worker (run `regimen worker` for that).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from service import logs
+from service.app import create_app
+from service.config import load_settings
+from service.runtime import build_runtime
+
+
+def web() -> FastAPI:
+    settings = load_settings()
+    logs.configure(settings)
+    return create_app(build_runtime(settings), run_worker=False)
