@@ -125,7 +125,8 @@ def test_import_confirms_consented_and_paces_the_rest(author_env: str, tmp_path:
     result = CliRunner().invoke(app, ["subscribers", "import", str(source), "--per-hour", "60"])
     assert result.exit_code == 0, result.output
     assert ("2 imported as confirmed (recorded consent), 3 sent the confirmation mail, "
-            "1 already on the list, 0 erased at their request (left out), 3 skipped.") in result.output
+            "1 already on the list, 0 erased at their request (left out), "
+            "3 skipped.") in result.output
     assert "line 4: That doesn't look like an email address" in result.output
     assert "line 6: fresh1@example.org appears twice" in result.output
     assert "line 8: consented_at 'yesterday' is not a date" in result.output
