@@ -70,8 +70,11 @@ def test_migrate_runs_once_before_web_and_worker() -> None:
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     for service in ("web", "worker"):
-        assert SERVICES[service]["depends_on"] == {
-            "migrate": {"condition": "service_completed_successfully"}}
+        assert SERVICES[service]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"}
+    # The rate limits live in Redis once several web processes share them.
+    assert "redis" in SERVICES["web"]["depends_on"]
+    assert SERVICES["web"]["environment"]["REGIMEN_RATE_LIMIT_STORAGE"].startswith("redis://")
 
 
 def test_web_runs_several_processes_without_the_mail_worker() -> None:
