@@ -57,7 +57,13 @@ SCHEMAS: dict[str, JsonSchema] = {
                         "description": "Honeypot, hidden from people: leave it empty. When "
                                        "filled the answer is the same, but nothing is stored "
                                        "or mailed."},
+            "started": {"type": "string",
+                        "description": "The hosted form's signed time stamp (the blog snippet "
+                                       "has none). One not ours, or too fresh to have been "
+                                       "typed by a person, is treated like a filled honeypot."},
         },
+        "description": "With a CAPTCHA configured, the provider's answer field comes too "
+                       "(cf-turnstile-response or h-captcha-response).",
     },
     "Accepted": closed({"status": {"const": "accepted"}, "message": TEXT}),
     "FieldErrors": closed({"errors": closed({"email": TEXT})}),
@@ -160,8 +166,9 @@ TOO_MANY = Answer("Too many requests from this address: the 429 page; `Retry-Aft
                   "many seconds to wait.",
                   {HTML: TEXT, JSON: ref("Error")},
                   headers={"Retry-After": {"type": "integer", "minimum": 1}})
-# Added to every operation: the middleware refuses large bodies and the catch-all handler
-# turns any crash into a page, whatever the route.
+# Added by Operation.describe, whatever the route: the middleware refuses any body over the
+# limit (413 on every operation that takes one) and the catch-all handler turns any crash
+# into a page (500 on all).
 TOO_LARGE = error("The request body is over REGIMEN_MAX_BODY_BYTES.")
 CRASHED = error("Something went wrong on our side; the page says so, never a stack trace.")
 
@@ -215,9 +222,16 @@ PARAMETERS = {
              "erase: each route accepts only its own).",
     "slug": "An exercise of the regimen, as named in the content file.",
     "source": "The blog post's address, written into the snippet.",
+    "days": "The period to report on, in days.",
 }
 
 TOKEN_PAGE_ANSWERS = {400: BAD_LINK, 404: UNKNOWN_LINK, 429: TOO_MANY}
+ADMIN_REFUSALS = {
+    400: error("`days` is not a whole number from 1 to 366."),
+    401: Answer("The password is wrong or missing.", {PLAIN: TEXT},
+                headers={"WWW-Authenticate": TEXT}),
+    404: error("The cockpit is off."),
+}
 
 OPERATIONS = [
     Operation("get", "/", "The hosted signup form", {200: page("The signup form.")}),
@@ -233,11 +247,12 @@ OPERATIONS = [
                         {JSON: ref("Accepted")}),
             303: see_other("Form: accepted; on to the blog post (when its blog is in "
                            "REGIMEN_ALLOWED_ORIGINS) or to /check-inbox."),
-            400: Answer("Form: the address is not usable; the form again, saying why. Also "
-                        "a form body that cannot be parsed (the error page).",
+            400: Answer("Form: the address is not usable (malformed, a throw-away or mailless "
+                        "domain, an unsolved CAPTCHA); the form again, saying why. Also a "
+                        "form body that cannot be parsed (the error page).",
                         {HTML: TEXT, JSON: ref("Error")}),
-            422: Answer("JSON: the address is not usable (or the body is not a JSON object); "
-                        "`errors.email` says why.", {JSON: ref("FieldErrors")}),
+            422: Answer("JSON: the address is not usable, as for 400 (or the body is not a "
+                        "JSON object); `errors.email` says why.", {JSON: ref("FieldErrors")}),
             429: TOO_MANY,
         },
     ),
@@ -327,6 +342,22 @@ OPERATIONS = [
         },
     ),
     Operation(
+        "get", "/admin", "For the author: the funnel, sources, exercises and the outbox",
+        description="Off (404) until REGIMEN_ADMIN_PASSWORD is set.",
+        security=[{"admin": []}],
+        answers={200: page("The cockpit for the last `days` days."), **ADMIN_REFUSALS},
+    ),
+    Operation(
+        "get", "/admin/funnel.csv", "For the author: the daily funnel as CSV",
+        description="Off (404) until REGIMEN_ADMIN_PASSWORD is set.",
+        security=[{"admin": []}],
+        answers={200: Answer("One row a day.", {"text/csv": TEXT},
+                             headers={"Content-Disposition": TEXT}),
+                 **ADMIN_REFUSALS},
+    ),
+    Operation("get", "/metrics", "For Prometheus: business numbers and request latencies",
+              {200: Answer("The Prometheus text format.", {PLAIN: TEXT})}),
+    Operation(
         "post", "/webhooks/postmark", "Postmark bounce and complaint notifications",
         description="Off (404) until REGIMEN_WEBHOOK_SECRET is set; that secret is the basic "
                     "auth password in the webhook URL given to Postmark.",
@@ -371,10 +402,12 @@ def describe(generated: JsonSchema) -> JsonSchema:
     # page instead; nothing described here refers to them.
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
-    components.setdefault("securitySchemes", {})["postmark"] = {
-        "type": "http", "scheme": "basic",
-        "description": "Any user name; the password is REGIMEN_WEBHOOK_SECRET.",
-    }
+    components.setdefault("securitySchemes", {}).update({
+        "postmark": {"type": "http", "scheme": "basic",
+                     "description": "Any user name; the password is REGIMEN_WEBHOOK_SECRET."},
+        "admin": {"type": "http", "scheme": "basic",
+                  "description": "Any user name; the password is REGIMEN_ADMIN_PASSWORD."},
+    })
     return generated
 
 
