@@ -23,6 +23,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service import admin, logs, metrics, webhooks
 from service.embed import router as embed_router
+from service.openapi import install_openapi
 from service.pages import render
 from service.routes import router
 from service.runtime import Runtime
@@ -67,6 +68,7 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.add_middleware(metrics.RequestTimer)
     app.add_middleware(logs.RequestContext)
     _add_error_pages(app, runtime)
+    install_openapi(app)
     return app
 
 
@@ -87,14 +89,15 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            response = Response("Request body too large", status_code=413)
-            await response(scope, receive, send)
-            return
+        announced_too_much = declared is not None and (
+            not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes)
         seen = 0
 
+        # Raised where the app reads the body, so the error pages answer it like any other.
         async def counting_receive() -> Message:
             nonlocal seen
+            if announced_too_much:
+                raise BodyTooLarge()
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:

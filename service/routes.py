@@ -285,5 +285,9 @@ def _source_url(value: str | None) -> str | None:
     """Keep where the signup came from only if it is a plain web address."""
     if not value or len(value) > 2048 or any(ord(char) < 32 for char in value):
         return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from JSON's \ud800: not storable text
+        return None
     parts = urlsplit(value)
     return value if parts.scheme in ("http", "https") and parts.netloc else None
