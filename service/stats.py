@@ -213,12 +213,17 @@ async def _sources(session: AsyncSession, since: datetime) -> list[Source]:
 
 async def _exercises(session: AsyncSession, regimen: Regimen,
                      since: datetime) -> list[ExerciseClicks]:
-    rows = await session.execute(
-        select(Event.exercise, func.count(), func.count(func.distinct(Event.subscriber_id)))
+    # Per (exercise, reader) first, then per exercise: hashing beats a sort for DISTINCT.
+    per_reader = (
+        select(Event.exercise, func.count().label("clicks"))
         .where(Event.kind == EventKind.EXERCISE_CLICKED, Event.created_at >= since)
-        .group_by(Event.exercise)
+        .group_by(Event.exercise, Event.subscriber_id).subquery()
     )
-    counted = {slug: (clicks, readers) for slug, clicks, readers in rows}
+    rows = await session.execute(
+        select(per_reader.c.exercise, func.sum(per_reader.c.clicks), func.count())
+        .group_by(per_reader.c.exercise)
+    )
+    counted = {slug: (int(clicks), readers) for slug, clicks, readers in rows}
     # In the regimen's order, every exercise listed even with no clicks.
     return [ExerciseClicks(slug=e.slug, title=e.title, free=e.is_free,
                            clicks=counted.get(e.slug, (0, 0))[0],

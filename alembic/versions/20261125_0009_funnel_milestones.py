@@ -33,6 +33,13 @@ def upgrade() -> None:
             batch.add_column(sa.Column(column, sa.DateTime(timezone=True), nullable=True))
     for column in COLUMNS:
         op.create_index(f"ix_subscribers_{column}", "subscribers", [column])
+    # Index-only reads for the period's totals and its clicks per exercise and reader.
+    op.drop_index("ix_subscribers_created_at", table_name="subscribers")
+    op.create_index("ix_subscribers_funnel", "subscribers", ["created_at", "confirmed_at",
+                                                             *COLUMNS])
+    op.drop_index("ix_events_kind_created_at", table_name="events")
+    op.create_index("ix_events_kind_created_at", "events",
+                    ["kind", "created_at", "exercise", "subscriber_id"])
     if op.get_bind().dialect.name == "sqlite":
         window_start = "strftime('%Y-%m-%d %H:%M:%f', e.created_at, '-60 seconds')"
     else:
@@ -46,6 +53,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_kind_created_at", table_name="events")
+    op.create_index("ix_events_kind_created_at", "events", ["kind", "created_at"])
+    op.drop_index("ix_subscribers_funnel", table_name="subscribers")
+    op.create_index("ix_subscribers_created_at", "subscribers", ["created_at"])
     for column in reversed(COLUMNS):
         op.drop_index(f"ix_subscribers_{column}", table_name="subscribers")
     with op.batch_alter_table("subscribers") as batch:
