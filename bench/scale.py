@@ -14,7 +14,9 @@ already holds the rows (`--reseed` to start again), then measures, each several 
 
 Readers signed up evenly over the last 365 days; ~60 % confirmed. Events: one confirm-page
 opening per reader (half of them 5 s after the mail, as a scanner would), one regimen opening
-per confirmed reader, and exercise clicks for the rest of the 3,000,000.
+per confirmed reader, and exercise clicks for the rest of the 3,000,000. Each reader's
+milestones (`confirm_page_opened_at` for the person's opening only, `regimen_opened_at`,
+`first_click_at`) are filled to agree with those events, as `service.events.record` sets them.
 """
 
 from __future__ import annotations
