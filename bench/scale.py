@@ -14,7 +14,9 @@ already holds the rows (`--reseed` to start again), then measures, each several 
 
 Readers signed up evenly over the last 365 days; ~60 % confirmed. Events: one confirm-page
 opening per reader (half of them 5 s after the mail, as a scanner would), one regimen opening
-per confirmed reader, and exercise clicks for the rest of the 3,000,000.
+per confirmed reader, and exercise clicks for the rest of the 3,000,000. Each reader's
+milestones (`confirm_page_opened_at` for the person's opening only, `regimen_opened_at`,
+`first_click_at`) are filled to agree with those events, as `service.events.record` sets them.
 """
 
 from __future__ import annotations
@@ -52,13 +54,18 @@ SLUGS = ["gentle-back-exercise", "sacrum-self-appraisal", "arch-and-flatten", "l
          "walking-integration", "standing-balance"]
 
 SEED = """
+-- The milestones as the app would have recorded them with the events below: a person's
+-- confirm-page opening (odd ids, 10 min after the mail), the regimen opening; the first click
+-- is filled from the clicks once they exist.
 INSERT INTO subscribers (id, public_id, email, status, token_version, created_at, confirmed_at,
-                         unsubscribed_at)
+                         unsubscribed_at, confirm_page_opened_at, regimen_opened_at)
 SELECT i, 'p' || i, 'reader' || i || '@example.org',
        CASE WHEN i % 20 = 0 THEN 'unsubscribed' WHEN i % 5 < 3 THEN 'confirmed'
             ELSE 'pending' END,
        1, t, CASE WHEN i % 5 < 3 THEN t + interval '20 minutes' END,
-       CASE WHEN i % 20 = 0 THEN t + interval '2 days' END
+       CASE WHEN i % 20 = 0 THEN t + interval '2 days' END,
+       CASE WHEN i % 2 = 1 THEN t + interval '10 minutes' END,
+       CASE WHEN i % 5 < 3 THEN t + interval '21 minutes' END
 FROM (SELECT i, now() - (i::float / {n} * interval '365 days') AS t
       FROM generate_series(1, {n}) AS i) AS s;
 
@@ -95,8 +102,12 @@ FROM generate_series(1, {clicks}) AS g
 JOIN subscribers AS s ON s.id = 1 + ((g::bigint * 7919) % {n})
 WHERE s.confirmed_at IS NOT NULL;
 
+UPDATE subscribers AS s SET first_click_at = e.first
+FROM (SELECT subscriber_id, min(created_at) AS first FROM events
+      WHERE kind = 'exercise_clicked' GROUP BY subscriber_id) AS e
+WHERE s.id = e.subscriber_id;
+
 SELECT setval(pg_get_serial_sequence('subscribers', 'id'), {n});
-ANALYZE;
 """
 
 
@@ -118,6 +129,7 @@ async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[st
             started = time.perf_counter()
             await conn.execute(SEED.format(n=subscribers, clicks=clicks * 5 // 3 + 1,
                                            slugs=",".join(SLUGS)))
+            await conn.execute("VACUUM ANALYZE")  # not in a transaction: a statement alone
             print(f"seeded in {time.perf_counter() - started:.0f} s", file=sys.stderr)  # noqa: T201
         return {
             "subscribers": await conn.fetchval("SELECT count(*) FROM subscribers"),

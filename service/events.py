@@ -1,16 +1,60 @@
 """Counting what readers do, for the author's funnel: signed up, opened the confirm page,
 confirmed, opened the regimen, followed an exercise's link. Counts only; nothing here changes a
-reader's state, so recording on a GET is harmless."""
+reader's state, so recording on a GET is harmless.
+
+Besides the Event row, the reader's first time at each step is kept on their row
+(`confirm_page_opened_at`, `regimen_opened_at`, `first_click_at`), so that the author's numbers
+are range counts on indexed columns instead of a search through every event.
+
+Which confirm-page openings count (see service.stats): mail security scanners fetch every link
+of a mail within seconds of its delivery, so an opening less than `scanner_window` seconds after
+a confirmation or reminder mail was sent to this reader is taken to be a scanner. It is still
+recorded as an Event, but does not set `confirm_page_opened_at`; a later opening does.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from datetime import datetime, timedelta
 
-from service.models import Event, EventKind, Subscriber, utcnow
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm.attributes import set_committed_value
+
+from service.models import Event, EventKind, MailKind, OutboxMessage, Subscriber, utcnow
+
+MILESTONES: dict[EventKind, InstrumentedAttribute[datetime | None]] = {
+    EventKind.CONFIRM_PAGE_OPENED: Subscriber.confirm_page_opened_at,
+    EventKind.REGIMEN_OPENED: Subscriber.regimen_opened_at,
+    EventKind.EXERCISE_CLICKED: Subscriber.first_click_at,
+}
+
+
+async def looks_like_scanner(session: AsyncSession, subscriber_id: int, at: datetime,
+                             scanner_window: int) -> bool:
+    """Whether a confirmation or reminder mail to this reader was sent within `scanner_window`
+    seconds before `at` (one probe on the outbox's subscriber index)."""
+    if scanner_window <= 0:
+        return False
+    return bool(await session.scalar(select(exists().where(
+        OutboxMessage.subscriber_id == subscriber_id,
+        OutboxMessage.kind.in_([MailKind.CONFIRM, MailKind.REMINDER]),
+        OutboxMessage.sent_at <= at,
+        OutboxMessage.sent_at > at - timedelta(seconds=scanner_window),
+    ))))
 
 
 async def record(session: AsyncSession, kind: EventKind, subscriber: Subscriber,
-                 exercise: str | None = None) -> None:
-    session.add(Event(kind=kind, subscriber_id=subscriber.id, exercise=exercise,
-                      created_at=utcnow()))
+                 exercise: str | None = None, *, scanner_window: int,
+                 now: datetime | None = None) -> None:
+    at = now or utcnow()
+    session.add(Event(kind=kind, subscriber_id=subscriber.id, exercise=exercise, created_at=at))
+    column = MILESTONES[kind]
+    if not (kind is EventKind.CONFIRM_PAGE_OPENED
+            and await looks_like_scanner(session, subscriber.id, at, scanner_window)):
+        result = await session.execute(
+            update(Subscriber).where(Subscriber.id == subscriber.id, column.is_(None))
+            .values({column: at}).execution_options(synchronize_session=False))
+        if getattr(result, "rowcount", 0) == 1:
+            set_committed_value(subscriber, column.key, at)
     await session.flush()

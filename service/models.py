@@ -107,6 +107,12 @@ class Subscriber(Base):
     # Set after a hard bounce or a spam complaint: never mailed again, whoever signs it up.
     suppressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     suppressed_reason: Mapped[str | None] = mapped_column(String(32))
+    # The reader's funnel milestones, each set once when the event is recorded (service.events):
+    # first opening of the confirmation page by a person (not a mail scanner), first opening of
+    # the regimen, first click on an exercise. The author's numbers are ranges on these.
+    confirm_page_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    regimen_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Consent(Base):
@@ -172,7 +178,9 @@ class Event(Base):
     subscriber it belongs to."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_kind_created_at", "kind", "created_at"),)
+    # The clicks of a period per exercise and reader, read from the index alone.
+    __table_args__ = (Index("ix_events_kind_created_at", "kind", "created_at", "exercise",
+                            "subscriber_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "event_kind"))
@@ -194,8 +202,13 @@ class ErasedAddress(Base):
 
 
 # For the author's numbers (service.stats): the period's signups, confirmations and sources are
-# ranges on these columns; "did this reader do X" is a probe on (subscriber, kind).
-Index("ix_subscribers_created_at", Subscriber.created_at)
+# ranges on these columns, and so are how far each reader got (the milestones above).
+# The period's cohort and how far each of its readers got, read from the index alone.
+Index("ix_subscribers_funnel", Subscriber.created_at, Subscriber.confirmed_at,
+      Subscriber.confirm_page_opened_at, Subscriber.regimen_opened_at, Subscriber.first_click_at)
 Index("ix_subscribers_confirmed_at", Subscriber.confirmed_at)
+Index("ix_subscribers_confirm_page_opened_at", Subscriber.confirm_page_opened_at)
+Index("ix_subscribers_regimen_opened_at", Subscriber.regimen_opened_at)
+Index("ix_subscribers_first_click_at", Subscriber.first_click_at)
 Index("ix_consents_signed_up_at", Consent.signed_up_at)
 Index("ix_events_subscriber_id_kind", Event.subscriber_id, Event.kind)

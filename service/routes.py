@@ -79,7 +79,8 @@ async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
         if purpose is Purpose.REGIMEN and subscriber.confirmed_at is None:
             raise signup.UnknownSubscriber()
         if counted is not None:
-            await events.record(session, counted, subscriber, exercise)
+            await events.record(session, counted, subscriber, exercise,
+                                scanner_window=runtime.settings.scanner_window)
         return subscriber
 
 

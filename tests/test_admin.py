@@ -10,11 +10,12 @@ import re
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service import stats
 from service.config import Settings
 from service.db import Database
+from service.events import record
 from service.models import (
     Consent,
     Event,
@@ -38,9 +39,10 @@ def basic(password: str, user: str = "admin") -> dict[str, str]:
 
 async def add_reader(db: Database, email: str, signed_up: datetime, source: str | None,
                      opened_after: list[int], confirmed_after: int | None = None,
-                     events: list[tuple[EventKind, str | None]] | None = None) -> None:
+                     events: list[tuple[EventKind, str | None]] | None = None,
+                     scanner_window: int = 60) -> None:
     """A reader whose confirmation mail left 2 s after signing up and who opened its link the
-    given seconds after that mail was sent."""
+    given seconds after that mail was sent, each event recorded as the app records it."""
     sent = signed_up + timedelta(seconds=2)
     confirmed = sent + timedelta(seconds=confirmed_after) if confirmed_after else None
     async with db.transaction() as session:
@@ -55,32 +57,34 @@ async def add_reader(db: Database, email: str, signed_up: datetime, source: str 
                                   status=OutboxStatus.SENT, created_at=signed_up,
                                   next_attempt_at=signed_up, sent_at=sent))
         for seconds in opened_after:
-            session.add(Event(kind=EventKind.CONFIRM_PAGE_OPENED, subscriber_id=reader.id,
-                              created_at=sent + timedelta(seconds=seconds)))
+            await record(session, EventKind.CONFIRM_PAGE_OPENED, reader,
+                         scanner_window=scanner_window, now=sent + timedelta(seconds=seconds))
         for n, (kind, exercise) in enumerate(events or []):
             assert confirmed is not None
-            session.add(Event(kind=kind, subscriber_id=reader.id, exercise=exercise,
-                              created_at=confirmed + timedelta(seconds=10 + n)))
+            await record(session, kind, reader, exercise, scanner_window=scanner_window,
+                         now=confirmed + timedelta(seconds=10 + n))
 
 
-async def seed(db: Database) -> datetime:
+async def seed(db: Database, scanner_window: int = 60) -> datetime:
     now = utcnow()
     start = now - timedelta(hours=3)
     post1, post2 = "https://blog.example.org/post-1", "https://blog.example.org/post-2"
     # Only a scanner opened the link (5 s after the mail): not a reader at the button.
-    await add_reader(db, "scanned@example.org", start, post1, opened_after=[5])
+    await add_reader(db, "scanned@example.org", start, post1, opened_after=[5],
+                     scanner_window=scanner_window)
     # A reader who opened it ten minutes later and never pressed the button.
-    await add_reader(db, "stopped@example.org", start, post1, opened_after=[3, 600])
+    await add_reader(db, "stopped@example.org", start, post1, opened_after=[3, 600],
+                     scanner_window=scanner_window)
     # Scanned too, but then confirmed: pressing the button proves a person saw the page.
     await add_reader(db, "reader@example.org", start, post2, opened_after=[3],
-                     confirmed_after=700, events=[
+                     confirmed_after=700, scanner_window=scanner_window, events=[
                          (EventKind.REGIMEN_OPENED, None), (EventKind.REGIMEN_OPENED, None),
                          (EventKind.EXERCISE_CLICKED, "gentle-back-exercise"),
                          (EventKind.EXERCISE_CLICKED, "gentle-back-exercise"),
                          (EventKind.EXERCISE_CLICKED, "psoas-release")])
     # Outside the 30 days.
     await add_reader(db, "old@example.org", now - timedelta(days=40), post1, opened_after=[900],
-                     confirmed_after=1000)
+                     confirmed_after=1000, scanner_window=scanner_window)
     async with db.transaction() as session:
         stopped = await session.scalar(
             select(Subscriber.id).where(Subscriber.email == "stopped@example.org"))
@@ -121,7 +125,9 @@ async def test_funnel_discounts_scanners(db: Database, runtime: Runtime) -> None
 
 
 async def test_a_wider_scanner_window_discounts_more(db: Database, runtime: Runtime) -> None:
-    now = await seed(db)
+    # The window applies when an opening is recorded: with an hour, the opening ten minutes
+    # after the mail is a scanner's too.
+    now = await seed(db, scanner_window=3600)
     async with db.transaction() as session:
         report = await stats.funnel(session, now, 30, scanner_window=3600)
     assert report.totals.stopped_at_button == 0
@@ -183,3 +189,62 @@ async def test_funnel_csv(client: httpx.AsyncClient, settings: Settings, db: Dat
     assert sum(int(r["exercise_clicks"]) for r in rows) == 3
     assert (await client.get("/admin/funnel.csv?days=0", headers=basic(PASSWORD))
             ).status_code == 400
+
+
+async def test_recording_sets_each_milestone_once(db: Database) -> None:
+    now = utcnow()
+    signed_up = now - timedelta(hours=1)
+    sent = signed_up + timedelta(seconds=2)
+    async with db.transaction() as session:
+        reader = Subscriber(email="steps@example.org", created_at=signed_up,
+                            confirmed_at=sent + timedelta(minutes=20),
+                            status=SubscriberStatus.CONFIRMED)
+        session.add(reader)
+        await session.flush()
+        session.add(OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id,
+                                  status=OutboxStatus.SENT, created_at=signed_up,
+                                  next_attempt_at=signed_up, sent_at=sent))
+        # A scanner 5 s after the confirmation mail: an Event, but not the reader's opening.
+        await record(session, EventKind.CONFIRM_PAGE_OPENED, reader, scanner_window=60,
+                     now=sent + timedelta(seconds=5))
+        assert reader.confirm_page_opened_at is None
+        # The same reader ten minutes later: a person.
+        first_human = sent + timedelta(minutes=10)
+        await record(session, EventKind.CONFIRM_PAGE_OPENED, reader, scanner_window=60,
+                     now=first_human)
+        await record(session, EventKind.CONFIRM_PAGE_OPENED, reader, scanner_window=60,
+                     now=first_human + timedelta(minutes=1))
+        opened = sent + timedelta(minutes=21)
+        for n in range(2):
+            await record(session, EventKind.REGIMEN_OPENED, reader, scanner_window=60,
+                         now=opened + timedelta(minutes=n))
+            await record(session, EventKind.EXERCISE_CLICKED, reader, "lying-twist",
+                         scanner_window=60, now=opened + timedelta(minutes=5 + n))
+        reader_id = reader.id
+    async with db.transaction() as session:
+        stored = await session.get(Subscriber, reader_id)
+        assert stored is not None
+        assert stored.confirm_page_opened_at == first_human
+        assert stored.regimen_opened_at == opened
+        assert stored.first_click_at == opened + timedelta(minutes=5)
+        events = await session.scalar(
+            select(func.count()).select_from(Event).where(Event.subscriber_id == reader_id))
+        assert events == 7
+
+
+async def test_a_reminder_mail_explains_an_opening_too(db: Database) -> None:
+    now = utcnow()
+    async with db.transaction() as session:
+        reader = Subscriber(email="reminded@example.org", created_at=now - timedelta(days=2),
+                            status=SubscriberStatus.PENDING)
+        session.add(reader)
+        await session.flush()
+        reminded = now - timedelta(seconds=30)
+        session.add(OutboxMessage(kind=MailKind.REMINDER, subscriber_id=reader.id,
+                                  status=OutboxStatus.SENT, created_at=reminded,
+                                  next_attempt_at=reminded, sent_at=reminded))
+        await record(session, EventKind.CONFIRM_PAGE_OPENED, reader, scanner_window=60, now=now)
+        assert reader.confirm_page_opened_at is None
+        await record(session, EventKind.CONFIRM_PAGE_OPENED, reader, scanner_window=60,
+                     now=now + timedelta(seconds=31))
+        assert reader.confirm_page_opened_at == now + timedelta(seconds=31)

@@ -9,7 +9,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -56,3 +56,41 @@ async def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
 async def _in_thread(function: Any, *args: Any) -> None:
     # Alembic's env.py runs its own event loop, which cannot start inside this test's.
     await asyncio.to_thread(function, *args)
+
+
+async def test_milestones_are_filled_from_the_events_already_recorded(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'milestones.db'}"
+    await _in_thread(_prepare_and_upgrade_to, url, "0008")
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO subscribers (id, public_id, email, status, token_version, created_at)"
+                " VALUES (1, 'p1', 'a@example.org', 'pending', 1, '2026-11-01 10:00:00.000000')"))
+            await connection.execute(text(
+                "INSERT INTO outbox (key, kind, subscriber_id, status, attempts, created_at,"
+                " next_attempt_at, sent_at) VALUES ('k', 'confirm', 1, 'sent', 1,"
+                " '2026-11-01 10:00:00.000000', '2026-11-01 10:00:00.000000',"
+                " '2026-11-01 10:00:02.000000')"))
+            for kind, at in [("confirm_page_opened", "10:00:07"),  # a scanner
+                             ("confirm_page_opened", "10:10:00"),
+                             ("confirm_page_opened", "10:11:00"),
+                             ("regimen_opened", "10:30:00"), ("regimen_opened", "10:31:00"),
+                             ("exercise_clicked", "10:40:00")]:
+                await connection.execute(text(
+                    "INSERT INTO events (kind, subscriber_id, created_at)"
+                    f" VALUES ('{kind}', 1, '2026-11-01 {at}.000000')"))
+        await _in_thread(migrate, url)
+        async with engine.connect() as connection:
+            row = (await connection.execute(text(
+                "SELECT confirm_page_opened_at, regimen_opened_at, first_click_at"
+                " FROM subscribers"))).one()
+        assert [str(value)[11:19] for value in row] == ["10:10:00", "10:30:00", "10:40:00"]
+    finally:
+        await engine.dispose()
+
+
+def _prepare_and_upgrade_to(url: str, revision: str) -> None:
+    migrate_dir = Path(url.removeprefix("sqlite+aiosqlite:///")).parent
+    migrate_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), revision)
