@@ -63,8 +63,8 @@ class PostmarkTransport(_HttpTransport):
             "From": str(message["From"]),
             "To": outgoing.recipient,
             "Subject": str(message["Subject"]),
-            "TextBody": text.get_content() if text is not None else "",
-            "HtmlBody": html.get_content() if html is not None else "",
+            "TextBody": _lines(text.get_content()) if text is not None else "",
+            "HtmlBody": _lines(html.get_content()) if html is not None else "",
             "Headers": [{"Name": name, "Value": str(value)} for name, value in message.items()
                         if name.lower() not in _FIELDS],
             "MessageStream": self.stream,
@@ -105,6 +105,11 @@ class MailgunTransport(_HttpTransport):
         _raise_for_common(response)
         if response.status_code != 200:
             raise PermanentFailure(f"HTTP {response.status_code}: {response.text[:300]}")
+
+
+def _lines(content: str) -> str:
+    """Bodies as text with plain newlines: the CRLF of the wire format is SMTP's business."""
+    return content.replace("\r\n", "\n")
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -55,7 +55,9 @@ class ConsoleTransport:
         await self.copies.send(outgoing)
         message = outgoing.message
         text = message.get_body(("plain",))
-        body = text.get_content() if text is not None else ""
+        # The wire format's CRLF would put a stray \r at the end of every printed line (and
+        # of a link copied from the terminal).
+        body = text.get_content().replace("\r\n", "\n") if text is not None else ""
         rule = "=" * 72
         sys.stdout.write(
             f"\n{rule}\nMAIL to {message['To']}: {message['Subject']}\n{rule}\n{body}\n"

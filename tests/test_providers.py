@@ -188,7 +188,8 @@ async def test_postmark_sends_the_fields_and_list_headers(
     assert payload["From"] == f"Lawrence Gold <{SENDER}>"
     assert payload["To"] == "reader@example.org"
     assert payload["Subject"] == "Your regimen"
-    # Line endings as the message has them (CRLF) or as written: both read the same.
+    # Plain newlines: the wire format's CRLF is not Postmark's concern.
+    assert "\r" not in payload["TextBody"] + payload["HtmlBody"]
     assert payload["TextBody"].splitlines() == TEXT.splitlines()
     assert payload["HtmlBody"].splitlines() == HTML.splitlines()
     assert payload["MessageStream"] == stream

@@ -301,6 +301,7 @@ async def test_console_prints_the_text_and_keeps_a_copy(tmp_path: Path,
     assert "MAIL to reader@example.org: Please confirm" in printed
     assert "Confirm here: https://regimen.test/confirm/abc" in printed
     assert "<p>" not in printed
+    assert "\r" not in printed  # a link copied from the terminal must work
     assert [path.name for path in (tmp_path / "mail").iterdir()] == ["20240501.k3y.eml"]
 
 
