@@ -26,6 +26,7 @@ pytest: $(STAMP)
 # Benchmarks are not tests: they print ratios against a baseline measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/mail.py
+	$(BIN)/python bench/signup.py
 
 # The author's numbers on 1,000,000 readers and 3,000,000 events (seeds once, ~2 minutes).
 REGIMEN_SCALE_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_scale
