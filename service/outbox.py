@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import OUTBOX_QUEUED, rowcount
@@ -32,8 +32,15 @@ LONGEST_RETRY = timedelta(minutes=10)
 
 async def queue_mail(session: AsyncSession, subscriber: Subscriber, kind: MailKind) -> None:
     await session.flush()  # the subscriber needs its id
-    session.add(OutboxMessage(kind=kind, subscriber_id=subscriber.id))
-    await session.flush()
+    await queue_mails(session, [(subscriber.id, kind)])
+
+
+async def queue_mails(session: AsyncSession, mails: list[tuple[int, MailKind]]) -> None:
+    """Queue one mail of `kind` for each subscriber id, in one statement."""
+    if not mails:
+        return
+    await session.execute(insert(OutboxMessage), [
+        {"subscriber_id": subscriber_id, "kind": kind} for subscriber_id, kind in mails])
     session.info[OUTBOX_QUEUED] = True
 
 

@@ -141,9 +141,8 @@ async def subscribe(request: Request, runtime: RuntimeDep) -> Response:
     if not _looks_like_a_bot(runtime, fields):
         # Over the per-address limit, only the mail is withheld: the answer stays the same.
         mail_allowed = await runtime.rate_limits.allow_mail_to(email)
-        async with runtime.db.transaction() as session:
-            await signup.subscribe(session, email, origin_of(request), source, utcnow(),
-                                   mail_allowed=mail_allowed)
+        await runtime.signups.write(signup.Signup(email, origin_of(request), source,
+                                                  mail_allowed=mail_allowed))
     # The same answer whatever the address's state, so nobody learns who is subscribed.
     if as_json:
         return JSONResponse(ACCEPTED, status_code=202)

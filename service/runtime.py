@@ -17,6 +17,7 @@ from service.ratelimit import RateLimits
 from service.tokens import Tokens
 from service.transports import transport_from_url
 from service.worker import Pace, Worker
+from service.writer import SignupWriter
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Runtime:
     mailer: Mailer
     transport: Transport
     rate_limits: RateLimits
+    signups: SignupWriter
     captcha: Captcha | None = None
     blocklist: Blocklist | None = None
     mx_check: MxCheck | None = None
@@ -51,9 +53,10 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
     regimen = load_regimen(settings.content_path)
     tokens = Tokens(settings.secret_keys)
     links = Links(settings.base_url, tokens)
+    db = Database(settings.database_url)
     return Runtime(
         settings=settings,
-        db=Database(settings.database_url),
+        db=db,
         tokens=tokens,
         links=links,
         regimen=regimen,
@@ -64,6 +67,7 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
                                signups_per_ip=settings.signups_per_ip,
                                link_opens_per_ip=settings.link_opens_per_ip,
                                mails_per_address=settings.mails_per_address),
+        signups=SignupWriter(db),
         captcha=Captcha.from_settings(settings),
         blocklist=Blocklist(settings.disposable_domains_path)
         if settings.disposable_domains_path else None,

@@ -7,15 +7,17 @@ sent here, only queued in the outbox within the same transaction.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import Consent, MailKind, Subscriber, SubscriberStatus
-from service.outbox import cancel_queued, queue_mail
+from service.outbox import cancel_queued, queue_mail, queue_mails
 from service.texts import CONSENT_VERSION
 from service.tokens import Claims
 
@@ -36,32 +38,52 @@ class NoLongerPending(Exception):
     """A confirmation link for a reader who has since unsubscribed."""
 
 
-async def subscribe(
-    session: AsyncSession, email: str, origin: RequestOrigin, source_url: str | None,
-    now: datetime, *, mail_allowed: bool = True,
-) -> None:
-    """Start (or restart) the double opt-in for `email`, which must already be normalised.
+@dataclass(frozen=True)
+class Signup:
+    """One submission of the form, already checked: the normalised address, where it came from,
+    and whether the per-address limit still allows mailing it."""
 
-    The caller answers the same whatever happens here, so nobody learns who is subscribed.
+    email: str
+    origin: RequestOrigin
+    source_url: str | None
+    mail_allowed: bool = True
+
+
+async def subscribe(session: AsyncSession, signups: Sequence[Signup], now: datetime) -> None:
+    """Start (or restart) the double opt-in for each signup, in order.
+
+    A handful of statements however many signups there are, so that the signups of concurrent
+    requests can be written together (service.writer). The caller answers the same whatever
+    happens here, so nobody learns who is subscribed.
     """
-    subscriber = await _by_email(session, email)
-    if subscriber is None:
-        subscriber = await _create(session, email, now)
-    if subscriber.suppressed_at is not None or not mail_allowed:
-        # Bounced or complained (never mailed again), or mailed too often lately: nothing
-        # happens, and the caller's answer does not show it.
-        return
-    if subscriber.status is SubscriberStatus.CONFIRMED:
-        # Readers lose mails: a confirmed reader signing up again gets the regimen again.
-        await queue_mail(session, subscriber, MailKind.REGIMEN)
-        return
-    subscriber.status = SubscriberStatus.PENDING
-    session.add(Consent(
-        subscriber_id=subscriber.id, signed_up_at=now, signup_ip=origin.ip,
-        signup_user_agent=origin.user_agent, source_url=source_url,
-        consent_text_version=CONSENT_VERSION,
-    ))
-    await queue_mail(session, subscriber, MailKind.CONFIRM)
+    readers = await _readers_by_email(session, {item.email for item in signups}, now)
+    reopened: set[int] = set()
+    consents: list[dict[str, object]] = []
+    mails: list[tuple[int, MailKind]] = []
+    for item in signups:
+        reader = readers[item.email]
+        if reader.suppressed_at is not None or not item.mail_allowed:
+            # Bounced or complained (never mailed again), or mailed too often lately: nothing
+            # happens, and the caller's answer does not show it.
+            continue
+        if reader.status is SubscriberStatus.CONFIRMED:
+            # Readers lose mails: a confirmed reader signing up again gets the regimen again.
+            mails.append((reader.id, MailKind.REGIMEN))
+            continue
+        if reader.status is SubscriberStatus.UNSUBSCRIBED:
+            reopened.add(reader.id)
+        consents.append({
+            "subscriber_id": reader.id, "signed_up_at": now, "signup_ip": item.origin.ip,
+            "signup_user_agent": item.origin.user_agent, "source_url": item.source_url,
+            "consent_text_version": CONSENT_VERSION,
+        })
+        mails.append((reader.id, MailKind.CONFIRM))
+    if reopened:
+        await session.execute(update(Subscriber).where(Subscriber.id.in_(reopened))
+                              .values(status=SubscriberStatus.PENDING))
+    if consents:
+        await session.execute(insert(Consent), consents)
+    await queue_mails(session, mails)
 
 
 async def confirm(
@@ -120,18 +142,39 @@ async def _by_email(session: AsyncSession, email: str) -> Subscriber | None:
     return await session.scalar(select(Subscriber).where(Subscriber.email == email))
 
 
-async def _create(session: AsyncSession, email: str, now: datetime) -> Subscriber:
-    subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING, created_at=now)
-    try:
-        async with session.begin_nested():
-            session.add(subscriber)
-    except IntegrityError:
-        # Another request inserted the same address a moment ago; carry on with that row.
-        existing = await _by_email(session, email)
-        if existing is None:
-            raise
-        return existing
-    return subscriber
+async def _readers_by_email(session: AsyncSession, emails: set[str],
+                            now: datetime) -> dict[str, _ReaderState]:
+    """Each address's reader, created (pending) where there is none yet."""
+    readers = await _reader_states(session, emails)
+    if missing := emails - readers.keys():
+        # Another process may insert one of these a moment before us: skip it here and read
+        # it back below, instead of failing the whole batch on the unique address.
+        await session.execute(_insert_ignoring_duplicates(session), [
+            {"email": email, "status": SubscriberStatus.PENDING, "created_at": now}
+            for email in sorted(missing)])
+        readers |= await _reader_states(session, missing)
+    return readers
+
+
+class _ReaderState(NamedTuple):
+    id: int
+    status: SubscriberStatus
+    suppressed_at: datetime | None
+
+
+async def _reader_states(session: AsyncSession, emails: set[str]) -> dict[str, _ReaderState]:
+    rows = await session.execute(
+        select(Subscriber.email, Subscriber.id, Subscriber.status, Subscriber.suppressed_at)
+        .where(Subscriber.email.in_(emails))
+    )
+    return {email: _ReaderState(id_, status, suppressed_at)
+            for email, id_, status, suppressed_at in rows}
+
+
+def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(Subscriber).on_conflict_do_nothing(index_elements=["email"])
+    return sqlite.insert(Subscriber).on_conflict_do_nothing(index_elements=["email"])
 
 
 class SuppressionReason(enum.StrEnum):
