@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from service.db import OUTBOX_QUEUED, rowcount
 from service.models import (
@@ -23,6 +24,7 @@ from service.models import (
     OutboxStatus,
     Subscriber,
     SubscriberStatus,
+    table_of,
 )
 
 LEASE = timedelta(minutes=5)
@@ -32,14 +34,14 @@ LONGEST_RETRY = timedelta(minutes=10)
 
 async def queue_mail(session: AsyncSession, subscriber: Subscriber, kind: MailKind) -> None:
     await session.flush()  # the subscriber needs its id
-    await queue_mails(session, [(subscriber.id, kind)])
+    await session.run_sync(queue_mails, [(subscriber.id, kind)])
 
 
-async def queue_mails(session: AsyncSession, mails: list[tuple[int, MailKind]]) -> None:
+def queue_mails(session: Session, mails: list[tuple[int, MailKind]]) -> None:
     """Queue one mail of `kind` for each subscriber id, in one statement."""
     if not mails:
         return
-    await session.execute(insert(OutboxMessage), [
+    session.execute(insert(table_of(OutboxMessage)), [
         {"subscriber_id": subscriber_id, "kind": kind} for subscriber_id, kind in mails])
     session.info[OUTBOX_QUEUED] = True
 

@@ -31,7 +31,8 @@ ACCEPTED = {"status": "accepted", "message": ACCEPTED_MESSAGE}
 HONEYPOT = "website"
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a thread hop per request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -139,10 +140,7 @@ async def subscribe(request: Request, runtime: RuntimeDep) -> Response:
                            email=fields.get("email", ""), error=problem)
     source = _source_url(fields.get("source") or request.headers.get("referer"))
     if not _looks_like_a_bot(runtime, fields):
-        # Over the per-address limit, only the mail is withheld: the answer stays the same.
-        mail_allowed = await runtime.rate_limits.allow_mail_to(email)
-        await runtime.signups.write(signup.Signup(email, origin_of(request), source,
-                                                  mail_allowed=mail_allowed))
+        await runtime.signups.write(signup.Signup(email, origin_of(request), source))
     # The same answer whatever the address's state, so nobody learns who is subscribed.
     if as_json:
         return JSONResponse(ACCEPTED, status_code=202)
@@ -177,7 +175,7 @@ async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep)
     # Only the age may be past: the signature must still be ours.
     claims = runtime.tokens.read(Purpose.CONFIRM, token)
     async with runtime.db.transaction() as session:
-        await signup.resend(session, claims)
+        await signup.resend(session, claims, utcnow(), runtime.mail_windows)
     return render(request, "check_inbox.html", runtime.regimen, private=True)
 
 

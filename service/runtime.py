@@ -13,7 +13,7 @@ from service.db import Database
 from service.links import Links
 from service.mail import Mailer
 from service.outgoing import Transport
-from service.ratelimit import RateLimits
+from service.ratelimit import MailWindow, RateLimits, mail_windows
 from service.tokens import Tokens
 from service.transports import transport_from_url
 from service.worker import Pace, Worker
@@ -30,6 +30,8 @@ class Runtime:
     mailer: Mailer
     transport: Transport
     rate_limits: RateLimits
+    # Per address, counted on the outbox (service.ratelimit).
+    mail_windows: list[MailWindow]
     signups: SignupWriter
     captcha: Captcha | None = None
     blocklist: Blocklist | None = None
@@ -54,6 +56,7 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
     tokens = Tokens(settings.secret_keys)
     links = Links(settings.base_url, tokens)
     db = Database(settings.database_url)
+    windows = mail_windows(settings.mails_per_address)
     return Runtime(
         settings=settings,
         db=db,
@@ -63,11 +66,11 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
         mailer=Mailer(settings, links, regimen),
         transport=transport or transport_from_url(settings.mail_url, settings.data_dir,
                                                   settings.worker_concurrency),
-        rate_limits=RateLimits(settings.rate_limit_storage, settings.secret_keys[0],
+        rate_limits=RateLimits(settings.rate_limit_storage,
                                signups_per_ip=settings.signups_per_ip,
-                               link_opens_per_ip=settings.link_opens_per_ip,
-                               mails_per_address=settings.mails_per_address),
-        signups=SignupWriter(db),
+                               link_opens_per_ip=settings.link_opens_per_ip),
+        mail_windows=windows,
+        signups=SignupWriter(db, windows),
         captcha=Captcha.from_settings(settings),
         blocklist=Blocklist(settings.disposable_domains_path)
         if settings.disposable_domains_path else None,

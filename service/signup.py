@@ -15,9 +15,11 @@ from typing import NamedTuple
 from sqlalchemy import Insert, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from service.models import Consent, MailKind, Subscriber, SubscriberStatus
+from service.models import Consent, MailKind, Subscriber, SubscriberStatus, table_of
 from service.outbox import cancel_queued, queue_mail, queue_mails
+from service.ratelimit import MailBudget, MailWindow
 from service.texts import CONSENT_VERSION
 from service.tokens import Claims
 
@@ -40,29 +42,33 @@ class NoLongerPending(Exception):
 
 @dataclass(frozen=True)
 class Signup:
-    """One submission of the form, already checked: the normalised address, where it came from,
-    and whether the per-address limit still allows mailing it."""
+    """One submission of the form, already checked: the normalised address and where it came
+    from."""
 
     email: str
     origin: RequestOrigin
     source_url: str | None
-    mail_allowed: bool = True
 
 
-async def subscribe(session: AsyncSession, signups: Sequence[Signup], now: datetime) -> None:
+def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
+              mail_windows: Sequence[MailWindow] = ()) -> None:
     """Start (or restart) the double opt-in for each signup, in order.
 
     A handful of statements however many signups there are, so that the signups of concurrent
-    requests can be written together (service.writer). The caller answers the same whatever
-    happens here, so nobody learns who is subscribed.
+    requests can be written together (service.writer). Plain, not async: the writer runs it on
+    a thread in one hand-off, where each statement of an async session would wait for its turn
+    on the busy event loop. The caller answers the same whatever happens here, so nobody learns
+    who is subscribed.
     """
-    readers = await _readers_by_email(session, {item.email for item in signups}, now)
+    readers = _readers_by_email(session, {item.email for item in signups}, now)
+    budget = MailBudget.load(session, {reader.id for reader in readers.values()},
+                             mail_windows, now)
     reopened: set[int] = set()
     consents: list[dict[str, object]] = []
     mails: list[tuple[int, MailKind]] = []
     for item in signups:
         reader = readers[item.email]
-        if reader.suppressed_at is not None or not item.mail_allowed:
+        if reader.suppressed_at is not None or not budget.spend(reader.id):
             # Bounced or complained (never mailed again), or mailed too often lately: nothing
             # happens, and the caller's answer does not show it.
             continue
@@ -79,11 +85,11 @@ async def subscribe(session: AsyncSession, signups: Sequence[Signup], now: datet
         })
         mails.append((reader.id, MailKind.CONFIRM))
     if reopened:
-        await session.execute(update(Subscriber).where(Subscriber.id.in_(reopened))
-                              .values(status=SubscriberStatus.PENDING))
+        session.execute(update(Subscriber).where(Subscriber.id.in_(reopened))
+                        .values(status=SubscriberStatus.PENDING))
     if consents:
-        await session.execute(insert(Consent), consents)
-    await queue_mails(session, mails)
+        session.execute(insert(table_of(Consent)), consents)
+    queue_mails(session, mails)
 
 
 async def confirm(
@@ -110,10 +116,15 @@ async def confirm(
     return subscriber
 
 
-async def resend(session: AsyncSession, claims: Claims) -> None:
+async def resend(session: AsyncSession, claims: Claims, now: datetime,
+                 mail_windows: Sequence[MailWindow] = ()) -> None:
     """For a reader holding an expired confirmation link: a fresh confirmation if they are
-    still pending, the regimen again if they confirmed meanwhile; nothing if they left."""
+    still pending, the regimen again if they confirmed meanwhile; nothing if they left. The
+    per-address limit holds here too: the button can be pressed again and again."""
     subscriber = await subscriber_for(session, claims)
+    budget = await session.run_sync(MailBudget.load, {subscriber.id}, mail_windows, now)
+    if not budget.spend(subscriber.id):
+        return
     if subscriber.status is SubscriberStatus.PENDING:
         await queue_mail(session, subscriber, MailKind.CONFIRM)
     elif subscriber.status is SubscriberStatus.CONFIRMED:
@@ -142,17 +153,18 @@ async def _by_email(session: AsyncSession, email: str) -> Subscriber | None:
     return await session.scalar(select(Subscriber).where(Subscriber.email == email))
 
 
-async def _readers_by_email(session: AsyncSession, emails: set[str],
-                            now: datetime) -> dict[str, _ReaderState]:
+def _readers_by_email(session: Session, emails: set[str],
+                      now: datetime) -> dict[str, _ReaderState]:
     """Each address's reader, created (pending) where there is none yet."""
-    readers = await _reader_states(session, emails)
+    readers = _reader_states(session, emails)
     if missing := emails - readers.keys():
         # Another process may insert one of these a moment before us: skip it here and read
-        # it back below, instead of failing the whole batch on the unique address.
-        await session.execute(_insert_ignoring_duplicates(session), [
+        # it back below, instead of failing the whole batch on the unique address. Sorted, so
+        # that two processes inserting the same addresses take their locks in the same order.
+        session.execute(_insert_ignoring_duplicates(session), [
             {"email": email, "status": SubscriberStatus.PENDING, "created_at": now}
             for email in sorted(missing)])
-        readers |= await _reader_states(session, missing)
+        readers |= _reader_states(session, missing)
     return readers
 
 
@@ -162,8 +174,8 @@ class _ReaderState(NamedTuple):
     suppressed_at: datetime | None
 
 
-async def _reader_states(session: AsyncSession, emails: set[str]) -> dict[str, _ReaderState]:
-    rows = await session.execute(
+def _reader_states(session: Session, emails: set[str]) -> dict[str, _ReaderState]:
+    rows = session.execute(
         select(Subscriber.email, Subscriber.id, Subscriber.status, Subscriber.suppressed_at)
         .where(Subscriber.email.in_(emails))
     )
@@ -171,10 +183,11 @@ async def _reader_states(session: AsyncSession, emails: set[str]) -> dict[str, _
             for email, id_, status, suppressed_at in rows}
 
 
-def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
+def _insert_ignoring_duplicates(session: Session) -> Insert:
+    table = table_of(Subscriber)
     if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(Subscriber).on_conflict_do_nothing(index_elements=["email"])
-    return sqlite.insert(Subscriber).on_conflict_do_nothing(index_elements=["email"])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["email"])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["email"])
 
 
 class SuppressionReason(enum.StrEnum):

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from service import signup
 from service.db import Database
 from service.models import utcnow
+from service.ratelimit import MailWindow
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,10 @@ MAX_BATCH = 256
 
 
 class SignupWriter:
-    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, db: Database, mail_windows: Sequence[MailWindow] = (),
+                 max_batch: int = MAX_BATCH) -> None:
         self.db = db
+        self.mail_windows = mail_windows
         self.max_batch = max_batch
         self._waiting: list[tuple[signup.Signup, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None
@@ -55,8 +59,9 @@ class SignupWriter:
                         _settle(one[1], exc)
 
     async def _commit(self, batch: list[tuple[signup.Signup, asyncio.Future[None]]]) -> None:
-        async with self.db.transaction() as session:
-            await signup.subscribe(session, [item for item, _ in batch], utcnow())
+        signups = [item for item, _ in batch]
+        await self.db.run_in_thread(
+            lambda session: signup.subscribe(session, signups, utcnow(), self.mail_windows))
         for _, done in batch:
             _settle(done, None)
 

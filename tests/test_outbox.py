@@ -47,7 +47,8 @@ def worker(runtime: Runtime, clock: Clock) -> Worker:
 async def sign_up(db: Database, *emails: str) -> None:
     async with db.transaction() as session:
         for email in emails:
-            await signup.subscribe(session, [signup.Signup(email, READER, None)], datetime.now(UTC))
+            await session.run_sync(signup.subscribe, [signup.Signup(email, READER, None)],
+                                   datetime.now(UTC))
 
 
 async def outbox_rows(db: Database) -> list[OutboxMessage]:
@@ -159,7 +160,7 @@ async def test_queued_mail_for_a_reader_who_left_is_dropped(
 async def test_commit_wakes_the_worker(db: Database) -> None:
     db.outbox_ready.clear()
     async with db.transaction() as session:
-        await signup.subscribe(session, [signup.Signup("now@example.org", READER, None)],
+        await session.run_sync(signup.subscribe, [signup.Signup("now@example.org", READER, None)],
                                datetime.now(UTC))
         assert not db.outbox_ready.is_set()  # not before the commit
     assert db.outbox_ready.is_set()

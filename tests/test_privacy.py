@@ -122,7 +122,8 @@ async def _one_pending_reader(url: str) -> None:
     async with db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(table.delete())
-        await signup.subscribe(session, [signup.Signup("export@example.org", READER, None)],
+        await session.run_sync(signup.subscribe,
+                               [signup.Signup("export@example.org", READER, None)],
                                datetime.now(UTC))
     await db.dispose()
 
@@ -165,7 +166,7 @@ async def test_an_imported_list_cannot_bring_an_erased_reader_back(
 ) -> None:
     secret = runtime.settings.secret_keys[0]
     async with db.transaction() as session:
-        await signup.subscribe(session, [signup.Signup("gone@example.org", READER, None)],
+        await session.run_sync(signup.subscribe, [signup.Signup("gone@example.org", READER, None)],
                                datetime.now(UTC))
     async with db.transaction() as session:
         reader = await session.scalar(select(Subscriber))

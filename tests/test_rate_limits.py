@@ -4,6 +4,7 @@ counted in memory or in the Redis at 127.0.0.1:6379 shared by several processes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,8 +13,9 @@ from sqlalchemy import func, select
 
 from service.config import Settings
 from service.db import Database
-from service.models import OutboxMessage
-from tests.helpers import app_client
+from service.models import OutboxMessage, Subscriber, utcnow
+from service.tokens import Claims, Purpose
+from tests.helpers import app_client, token_signed_at
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -75,6 +77,25 @@ async def test_an_address_gets_one_confirmation_however_often_it_is_typed(
             {(303, "/check-inbox")}
         assert await outbox_rows(db) == 1
         await http.post("/subscribe", data={"email": "someone-else@example.org"})
+        assert await outbox_rows(db) == 2
+
+
+async def test_the_resend_button_is_held_to_the_same_limit(settings: Settings,
+                                                          db: Database) -> None:
+    async with app_client(settings, mails_per_address="1/5minutes") as http:
+        await http.post("/subscribe", data={"email": "slow@example.org"})
+        async with db.transaction() as session:
+            reader = await session.scalar(select(Subscriber))
+        assert reader is not None
+        expired = token_signed_at(settings.secret_keys[0], Purpose.CONFIRM,
+                                  Claims(reader.public_id, 1), utcnow() - timedelta(days=8))
+        for _ in range(3):
+            assert (await http.post(f"/confirm/{expired}/resend")).status_code == 200
+        assert await outbox_rows(db) == 1
+        async with db.transaction() as session:
+            for mail in await session.scalars(select(OutboxMessage)):
+                mail.created_at -= timedelta(minutes=6)
+        assert (await http.post(f"/confirm/{expired}/resend")).status_code == 200
         assert await outbox_rows(db) == 2
 
 

@@ -57,7 +57,7 @@ async def http(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncCli
 async def confirmed_reader(db: Database) -> None:
     """A confirmed reader with a confirmation and a regimen mail still queued."""
     async with db.transaction() as session:
-        await signup.subscribe(session, [signup.Signup(READER, ORIGIN, None)], utcnow())
+        await session.run_sync(signup.subscribe, [signup.Signup(READER, ORIGIN, None)], utcnow())
     async with db.transaction() as session:
         subscriber = await session.scalar(select(Subscriber).where(Subscriber.email == READER))
         assert subscriber is not None
