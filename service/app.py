@@ -65,7 +65,6 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.add_middleware(ProxyHeadersMiddleware,
                        trusted_hosts=runtime.settings.trusted_proxies)
     app.add_middleware(SecurityHeaders, headers=security_headers(runtime.settings))
-    app.add_middleware(metrics.RequestTimer)
     app.add_middleware(logs.RequestContext)
     _add_error_pages(app, runtime)
     install_openapi(app)

@@ -22,6 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
+from service.metrics import REQUEST_SECONDS
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_log = logging.getLogger("service.access")
@@ -74,10 +75,11 @@ def configure(settings: Settings, stream: Any = None) -> None:
     """Route every logger (uvicorn's too) through one masked handler on stderr."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(MaskAddresses())
+    # Our access line names the route template and carries the request id; uvicorn's would
+    # repeat it with the raw path, and raw paths hold readers' tokens.
+    logging.getLogger("uvicorn.access").disabled = True
     if uses_json(settings):
         handler.setFormatter(JsonFormatter())
-        # Our access line carries the request id; uvicorn's would repeat it without.
-        logging.getLogger("uvicorn.access").disabled = True
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -89,8 +91,9 @@ def configure(settings: Settings, stream: Any = None) -> None:
 
 
 class RequestContext:
-    """Gives each request an id (in the logs and the `X-Request-ID` header) and logs one
-    access line: method, route template (never the raw path: it holds tokens), status, time."""
+    """Gives each request an id (in the logs and the `X-Request-ID` header), logs one access
+    line and times it into the latency histogram (service.metrics): method, route template
+    (never the raw path: it holds tokens), status, time."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -115,8 +118,11 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            method = scope["method"]
             route = getattr(scope.get("route"), "path", "unmatched")
-            access_log.info("%s %s %s", scope["method"], route, status, extra={
-                "method": scope["method"], "route": route, "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+            REQUEST_SECONDS.labels(method, route, str(status)).observe(seconds)
+            access_log.info("%s %s %s", method, route, status, extra={
+                "method": method, "route": route, "status": status,
+                "duration_ms": round(seconds * 1000, 2)})
             request_id.reset(token)

@@ -16,7 +16,6 @@ by them, and /metrics reports all of them together.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -34,7 +33,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import stats
 from service.models import MailKind, OutboxMessage, OutboxStatus, Subscriber, utcnow
@@ -47,33 +45,6 @@ REQUEST_SECONDS = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-
-
-class RequestTimer:
-    """Times every HTTP request into REQUEST_SECONDS."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def keep_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, keep_status)
-        finally:
-            route = scope.get("route")
-            REQUEST_SECONDS.labels(scope["method"], getattr(route, "path", "unmatched"),
-                                   str(status)).observe(time.perf_counter() - started)
 
 
 class Snapshot(Collector):

@@ -60,9 +60,13 @@ def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
     on the busy event loop. The caller answers the same whatever happens here, so nobody learns
     who is subscribed.
     """
-    readers = _readers_by_email(session, {item.email for item in signups}, now)
+    emails = {item.email for item in signups}
+    readers = _reader_states(session, emails)
+    # Only readers we already held can have been mailed lately.
     budget = MailBudget.load(session, {reader.id for reader in readers.values()},
                              mail_windows, now)
+    if missing := emails - readers.keys():
+        readers |= _create_pending(session, missing, now)
     reopened: set[int] = set()
     consents: list[dict[str, object]] = []
     mails: list[tuple[int, MailKind]] = []
@@ -153,21 +157,6 @@ async def _by_email(session: AsyncSession, email: str) -> Subscriber | None:
     return await session.scalar(select(Subscriber).where(Subscriber.email == email))
 
 
-def _readers_by_email(session: Session, emails: set[str],
-                      now: datetime) -> dict[str, _ReaderState]:
-    """Each address's reader, created (pending) where there is none yet."""
-    readers = _reader_states(session, emails)
-    if missing := emails - readers.keys():
-        # Another process may insert one of these a moment before us: skip it here and read
-        # it back below, instead of failing the whole batch on the unique address. Sorted, so
-        # that two processes inserting the same addresses take their locks in the same order.
-        session.execute(_insert_ignoring_duplicates(session), [
-            {"email": email, "status": SubscriberStatus.PENDING, "created_at": now}
-            for email in sorted(missing)])
-        readers |= _reader_states(session, missing)
-    return readers
-
-
 class _ReaderState(NamedTuple):
     id: int
     status: SubscriberStatus
@@ -181,6 +170,23 @@ def _reader_states(session: Session, emails: set[str]) -> dict[str, _ReaderState
     )
     return {email: _ReaderState(id_, status, suppressed_at)
             for email, id_, status, suppressed_at in rows}
+
+
+def _create_pending(session: Session, emails: set[str],
+                    now: datetime) -> dict[str, _ReaderState]:
+    """New pending readers for these addresses, and the state of each."""
+    # Another process may insert one of these a moment before us: it is skipped here and read
+    # back below, instead of failing the whole batch on the unique address. Sorted, so that two
+    # processes inserting the same addresses take their locks in the same order.
+    inserted = session.execute(_insert_ignoring_duplicates(session).returning(
+        Subscriber.email, Subscriber.id), [
+        {"email": email, "status": SubscriberStatus.PENDING, "created_at": now}
+        for email in sorted(emails)])
+    created = {email: _ReaderState(id_, SubscriberStatus.PENDING, None)
+               for email, id_ in inserted}
+    if raced := emails - created.keys():
+        created |= _reader_states(session, raced)
+    return created
 
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:
