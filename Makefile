@@ -23,10 +23,16 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Benchmarks are not tests: they print ratios against a baseline measured in the same run.
+# Benchmarks are not tests: they print ratios against a baseline measured in the same run,
+# on SQLite and on the local PostgreSQL, into bench/results.json and one table (~10 minutes).
+REGIMEN_BENCH_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_bench
 bench: $(STAMP)
 	$(BIN)/python bench/mail.py
+	$(BIN)/python bench/mail.py --database-url $(REGIMEN_BENCH_DATABASE_URL)
 	$(BIN)/python bench/signup.py
+	$(BIN)/python bench/signup.py --database-url $(REGIMEN_BENCH_DATABASE_URL)
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/report.py
 
 # The author's numbers on 1,000,000 readers and 3,000,000 events (seeds once, ~2 minutes).
 REGIMEN_SCALE_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_scale

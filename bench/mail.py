@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
-import socket
 import sys
 import tempfile
 import time
@@ -25,9 +23,9 @@ from typing import Any
 import aiosmtplib
 from sqlalchemy import func, select
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import ROOT, ensure_postgres_database, free_port, save_result  # noqa: E402
 from service.config import load_settings  # noqa: E402
 from service.db import migrate  # noqa: E402
 from service.models import (  # noqa: E402
@@ -40,8 +38,6 @@ from service.models import (  # noqa: E402
 )
 from service.runtime import build_runtime  # noqa: E402
 from service.worker import Pace, Worker  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results.json"
 
 
 class CountingSink:
@@ -60,12 +56,6 @@ def run_sink(port: int, ready: Any) -> None:
             time.sleep(3600)
     finally:
         controller.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def raw_rate(port: int, messages: list[bytes]) -> float:
@@ -131,6 +121,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+            ensure_postgres_database(url)
             worker, samples = asyncio.run(worker_rate(port, args.mails, url, Path(tmp)))
             # The baseline twice, around nothing else, and the better of the two: the ratio
             # errs against the worker when the machine is busy.
@@ -143,10 +134,8 @@ def main() -> None:
     print(f"{'raw aiosmtplib, one connection':32} {raw:>10.0f}")  # noqa: T201
     print(f"{'outbox worker (' + backend + ')':32} {worker:>10.0f}")  # noqa: T201
     print(f"{'ratio (target >= 0.75)':32} {ratio:>10.2f}")  # noqa: T201
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[f"mail_{backend}"] = {"mails": args.mails, "raw_per_s": round(raw),
-                                  "worker_per_s": round(worker), "ratio": round(ratio, 3)}
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save_result(f"mail_{backend}", {"mails": args.mails, "raw_per_s": round(raw),
+                                    "worker_per_s": round(worker), "ratio": round(ratio, 3)})
 
 
 if __name__ == "__main__":
