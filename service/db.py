@@ -8,6 +8,7 @@ woken as soon as that transaction has committed, so a signup's mail leaves at on
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import PROJECT_ROOT
 
+log = logging.getLogger(__name__)
+
 OUTBOX_QUEUED = "outbox"
+OUTBOX_CHANNEL = "regimen_outbox"
 CHECKPOINT_EVERY = 1.0  # seconds
 T = TypeVar("T")
 
@@ -123,6 +127,31 @@ class Database:
             connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             connection.close()
+
+    @asynccontextmanager
+    async def outbox_notifications(self) -> AsyncIterator[None]:
+        """While open, a commit that queued mail in any process sets `outbox_ready` here too.
+
+        PostgreSQL's LISTEN/NOTIFY carries it (queue_mails notifies; PostgreSQL delivers on
+        commit). SQLite has no such thing: there only this process's commits wake its worker,
+        and mail queued by other processes waits for the next poll.
+        """
+        if self.engine.dialect.driver != "asyncpg":
+            yield
+            return
+        try:
+            connection = await self.engine.connect()
+        except Exception:
+            log.warning("cannot listen for queued mail; the worker polls instead", exc_info=True)
+            yield
+            return
+        try:
+            listener = (await connection.get_raw_connection()).driver_connection
+            assert listener is not None
+            await listener.add_listener(OUTBOX_CHANNEL, lambda *_: self.outbox_ready.set())
+            yield
+        finally:
+            await connection.close()  # which stops the listening
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from service.db import OUTBOX_QUEUED, rowcount
+from service.db import OUTBOX_CHANNEL, OUTBOX_QUEUED, rowcount
 from service.models import (
     Consent,
     MailKind,
@@ -44,6 +44,9 @@ def queue_mails(session: Session, mails: list[tuple[int, MailKind]]) -> None:
     session.execute(insert(table_of(OutboxMessage)), [
         {"subscriber_id": subscriber_id, "kind": kind} for subscriber_id, kind in mails])
     session.info[OUTBOX_QUEUED] = True
+    if session.get_bind().dialect.name == "postgresql":
+        # Wakes the workers of other processes at commit (Database.outbox_notifications).
+        session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
 
 
 async def cancel_queued(session: AsyncSession, subscriber_id: int) -> None:

@@ -29,6 +29,8 @@ ACCEPTED = {"status": "accepted", "message": ACCEPTED_MESSAGE}
 # The form's honeypot: a field people never see. Bots that fill it get the usual answer, so they
 # learn nothing, but nothing is stored or mailed.
 HONEYPOT = "website"
+# Added to the regimen link shown right after confirming, to tell it from the mail's link.
+FROM_PAGE = "?via=page"
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -75,9 +77,9 @@ def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
 
 async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
                        counted: EventKind | None = None, exercise: str | None = None,
-                       ) -> Subscriber:
+                       from_mail: bool = True) -> Subscriber:
     """The reader a link belongs to, for pages that only show something; the opening is
-    counted for the author's funnel when `counted` says as what."""
+    counted for the author's funnel when `counted` says as what (service.events)."""
     claims = read_token(runtime, purpose, token)
     async with runtime.db.transaction() as session:
         subscriber = await signup.subscriber_for(session, claims)
@@ -85,7 +87,8 @@ async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
             raise signup.UnknownSubscriber()
         if counted is not None:
             await events.record(session, counted, subscriber, exercise,
-                                scanner_window=runtime.settings.scanner_window)
+                                scanner_window=runtime.settings.scanner_window,
+                                from_mail=from_mail)
         return subscriber
 
 
@@ -173,7 +176,8 @@ async def confirm(request: Request, token: str, runtime: RuntimeDep) -> Response
     claims = read_token(runtime, Purpose.CONFIRM, token)
     async with runtime.db.transaction() as session:
         subscriber = await signup.confirm(session, claims, origin_of(request), utcnow())
-    regimen_url = runtime.links.for_subscriber(Purpose.REGIMEN, subscriber)
+    # Marked as this page's link: no mail scanner sees this page, so its openings all count.
+    regimen_url = runtime.links.for_subscriber(Purpose.REGIMEN, subscriber) + FROM_PAGE
     return render(request, "confirmed.html", runtime.regimen, private=True,
                   regimen_url=regimen_url)
 
@@ -190,7 +194,8 @@ async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep)
 @router.get("/r/{token}", dependencies=[LINK_LIMIT])
 async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
     subscriber = await token_holder(runtime, Purpose.REGIMEN, token,
-                                    counted=EventKind.REGIMEN_OPENED)
+                                    counted=EventKind.REGIMEN_OPENED,
+                                    from_mail=request.url.query != FROM_PAGE[1:])
     return render(request, "regimen.html", runtime.regimen, private=True,
                   go_base=f"/r/{token}/go/",
                   unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE, subscriber))

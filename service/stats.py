@@ -20,6 +20,11 @@ Proofpoint...) fetch every link of a mail within seconds of its delivery, so a r
 Each reader counts once, however often the page was opened. The drop-off at the button is the
 readers who opened the page (so counted) and never confirmed. A real reader who opens the page
 within the window and leaves is not counted: the number is a floor, not a ceiling.
+
+Regimen opens are discounted the same way: an opening of the regimen mail's link within the
+window of that mail's sending is a scanner's. The link on the page shown right after
+confirming always counts (no scanner sees that page), so readers who go straight on from the
+button are not missed.
 """
 
 from __future__ import annotations
@@ -279,8 +284,8 @@ def table(report: Report) -> list[str]:
         f"  opened the regimen                 {t.regimen_opened:>8}",
         f"  clicked an exercise                {t.clicked:>8}",
         "",
-        f"Confirm-page opens within {report.scanner_window} s of a confirmation or reminder "
-        "mail's sending are taken for mail scanners and not counted; pressing the button "
-        "always counts.",
+        f"Opens of a mail's link within {report.scanner_window} s of that mail's sending "
+        "(confirmation page, regimen) are taken for mail scanners and not counted; pressing "
+        "the button, and the regimen link shown after it, always count.",
     ]
     return lines

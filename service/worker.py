@@ -71,27 +71,31 @@ class Worker:
         self.stop = stop
         log.info("outbox worker %s started", self.worker_id)
         try:
-            while not stop.is_set():
-                # Cleared before looking, so a signup committed while we send is not missed.
-                self.db.outbox_ready.clear()
-                try:
-                    # A busy web process wakes the worker per signup: the chores keep to
-                    # the poll's pace.
-                    if time.monotonic() - self._chores_done >= self.pace.poll_seconds:
-                        await self.beat()
-                        await self.remind()
-                        self._chores_done = time.monotonic()
-                    if time.monotonic() - self._forgotten >= RETENTION_EVERY_SECONDS:
-                        await self.forget_unconfirmed()
-                        self._forgotten = time.monotonic()
-                    while await self.deliver_due() and not stop.is_set():
-                        pass
-                except Exception:
-                    log.exception("outbox worker pass failed; trying again at the next poll")
-                await _first_of(stop, self.db.outbox_ready, timeout=self.pace.poll_seconds)
+            async with self.db.outbox_notifications():
+                await self._work_until(stop)
         finally:
             await self.transport.close()
             log.info("outbox worker %s stopped", self.worker_id)
+
+    async def _work_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            # Cleared before looking, so a signup committed while we send is not missed.
+            self.db.outbox_ready.clear()
+            try:
+                # A busy web process wakes the worker per signup: the chores keep to
+                # the poll's pace.
+                if time.monotonic() - self._chores_done >= self.pace.poll_seconds:
+                    await self.beat()
+                    await self.remind()
+                    self._chores_done = time.monotonic()
+                if time.monotonic() - self._forgotten >= RETENTION_EVERY_SECONDS:
+                    await self.forget_unconfirmed()
+                    self._forgotten = time.monotonic()
+                while await self.deliver_due() and not stop.is_set():
+                    pass
+            except Exception:
+                log.exception("outbox worker pass failed; trying again at the next poll")
+            await _first_of(stop, self.db.outbox_ready, timeout=self.pace.poll_seconds)
 
     async def beat(self) -> None:
         async with self.db.transaction() as session:

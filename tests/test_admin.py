@@ -248,3 +248,24 @@ async def test_a_reminder_mail_explains_an_opening_too(db: Database) -> None:
         await record(session, EventKind.CONFIRM_PAGE_OPENED, reader, scanner_window=60,
                      now=now + timedelta(seconds=31))
         assert reader.confirm_page_opened_at == now + timedelta(seconds=31)
+
+
+async def test_regimen_opens_discount_scanners_of_the_regimen_mail(db: Database) -> None:
+    now = utcnow()
+    async with db.transaction() as session:
+        reader = Subscriber(email="fresh@example.org", created_at=now - timedelta(minutes=5),
+                            confirmed_at=now - timedelta(minutes=1),
+                            status=SubscriberStatus.CONFIRMED)
+        session.add(reader)
+        await session.flush()
+        sent = now - timedelta(seconds=10)
+        session.add(OutboxMessage(kind=MailKind.REGIMEN, subscriber_id=reader.id,
+                                  status=OutboxStatus.SENT, created_at=sent,
+                                  next_attempt_at=sent, sent_at=sent))
+        # The mail's link, 10 s after the mail left: a scanner.
+        await record(session, EventKind.REGIMEN_OPENED, reader, scanner_window=60, now=now)
+        assert reader.regimen_opened_at is None
+        # The link on the page shown after confirming: no scanner sees that page.
+        await record(session, EventKind.REGIMEN_OPENED, reader, scanner_window=60,
+                     now=now + timedelta(seconds=1), from_mail=False)
+        assert reader.regimen_opened_at == now + timedelta(seconds=1)

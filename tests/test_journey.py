@@ -45,7 +45,7 @@ def exercise_links(page: str) -> list[tuple[str, str]]:
 
 def same_reader(runtime: Runtime, *regimen_links: str) -> bool:
     """Links to one reader's regimen; signed in different seconds, they differ as text."""
-    tokens = {path_of(link).removeprefix("/r/") for link in regimen_links}
+    tokens = {path_of(link).removeprefix("/r/").split("?")[0] for link in regimen_links}
     return len({runtime.tokens.read(Purpose.REGIMEN, token) for token in tokens}) == 1
 
 
@@ -103,6 +103,9 @@ async def test_whole_journey(
     _, regimen_mail = await smtp.wait_for(2)
     [mailed_link] = [url for url in links_in(regimen_mail) if "/r/" in url]
     assert same_reader(runtime, regimen_link, mailed_link)
+    # The page's link is told apart from the mail's, which scanners open (service.events).
+    assert regimen_link.endswith("?via=page")
+    assert "?" not in mailed_link
     unsubscribe_header = regimen_mail["List-Unsubscribe"]
     assert re.fullmatch(r"<https://regimen\.test/unsubscribe/[^>]+>", unsubscribe_header)
     assert regimen_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -112,7 +115,7 @@ async def test_whole_journey(
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "noindex" in page.headers["x-robots-tag"]
     # Each exercise's link goes through the click counter to its video or purchase page.
-    regimen_path = path_of(regimen_link)
+    regimen_path = path_of(regimen_link).removesuffix("?via=page")
     slugs = [e.slug for e in runtime.regimen.exercises()]
     assert exercise_links(page.text) == [(slug, f"{regimen_path}/go/{slug}") for slug in slugs]
     assert slugs[0] == "gentle-back-exercise"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,14 @@ from sqlalchemy import select
 from service import signup
 from service.db import Database
 from service.models import MailKind, OutboxMessage, OutboxStatus, Subscriber
-from service.outbox import LEASE, claim_due, queue_mail
+from service.outbox import (
+    FIRST_RETRY,
+    LEASE,
+    LONGEST_RETRY,
+    claim_due,
+    queue_mail,
+    retry_delay,
+)
 from service.runtime import Runtime
 from service.signup import RequestOrigin
 from service.tokens import Claims
@@ -164,3 +172,41 @@ async def test_commit_wakes_the_worker(db: Database) -> None:
                                datetime.now(UTC))
         assert not db.outbox_ready.is_set()  # not before the commit
     assert db.outbox_ready.is_set()
+
+
+async def test_a_commit_in_another_process_wakes_a_postgres_worker(database_url: str,
+                                                                   db: Database) -> None:
+    # Another Database stands for a `regimen worker` process beside the web process.
+    postgres = database_url.startswith("postgresql")
+    worker_side = Database(database_url)
+    try:
+        async with worker_side.outbox_notifications():
+            worker_side.outbox_ready.clear()
+            async with db.transaction() as session:
+                await session.run_sync(signup.subscribe,
+                                       [signup.Signup("elsewhere@example.org", READER, None)],
+                                       datetime.now(UTC))
+            woken = await _woken_within(worker_side, seconds=10 if postgres else 0.5)
+    finally:
+        await worker_side.dispose()
+    # SQLite has no notifications: another process's mail waits for the poll.
+    assert woken is postgres
+
+
+async def _woken_within(db: Database, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(db.outbox_ready.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_retries_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
+    for attempts in range(1, 12):
+        ceiling = min(LONGEST_RETRY, FIRST_RETRY * 2 ** (attempts - 1))
+        delays = [retry_delay(attempts) for _ in range(200)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        # Jitter: a crowd of mails that failed together does not retry in step.
+        assert len(set(delays)) > 100
+    assert min(retry_delay(4) for _ in range(200)) > max(retry_delay(1) for _ in range(200))
+    assert max(retry_delay(40) for _ in range(200)) <= LONGEST_RETRY

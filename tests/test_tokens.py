@@ -7,7 +7,7 @@ import json
 import string
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
@@ -18,6 +18,8 @@ OLD_KEY = "old-key-" + "a" * 40
 NEW_KEY = "new-key-" + "b" * 40
 CLAIMS = Claims("pub_7Hq2xZ", 3)
 TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_."
+keys = st.text(min_size=1, max_size=64)
+any_claims = st.builds(Claims, st.text(max_size=40), st.integers(min_value=0, max_value=2**31))
 
 
 class _HourAgoSigner(TimestampSigner):
@@ -71,19 +73,52 @@ def test_garbage_is_refused(garbage: str) -> None:
         Tokens([NEW_KEY]).read(Purpose.CONFIRM, garbage)
 
 
-def test_a_token_signed_with_another_key_is_refused() -> None:
-    token = Tokens([OLD_KEY]).make(Purpose.REGIMEN, CLAIMS)
+@settings(deadline=None)
+@given(signing=keys, reading=keys, purpose=st.sampled_from(Purpose), claims=any_claims)
+def test_a_token_signed_with_another_key_is_refused(signing: str, reading: str,
+                                                    purpose: Purpose, claims: Claims) -> None:
+    assume(signing != reading)
+    token = Tokens([signing]).make(purpose, claims)
     with pytest.raises(InvalidToken):
-        Tokens([NEW_KEY]).read(Purpose.REGIMEN, token)
+        Tokens([reading]).read(purpose, token)
 
 
-def test_rotation_old_keys_verify_only_the_newest_signs() -> None:
-    old, rotated = Tokens([OLD_KEY]), Tokens([NEW_KEY, OLD_KEY])
-    assert rotated.read(Purpose.UNSUBSCRIBE, old.make(Purpose.UNSUBSCRIBE, CLAIMS)) == CLAIMS
+@settings(deadline=None)
+@given(old_key=keys, new_key=keys, purpose=st.sampled_from(Purpose), claims=any_claims)
+def test_rotation_old_keys_verify_only_the_newest_signs(old_key: str, new_key: str,
+                                                        purpose: Purpose, claims: Claims) -> None:
+    assume(old_key != new_key)
+    old, rotated = Tokens([old_key]), Tokens([new_key, old_key])
+    # Links already mailed keep working after the rotation...
+    assert rotated.read(purpose, old.make(purpose, claims)) == claims
+    # ...new ones are signed with the new key only, so dropping the old key later is safe.
     with pytest.raises(InvalidToken):
-        old.read(Purpose.UNSUBSCRIBE, rotated.make(Purpose.UNSUBSCRIBE, CLAIMS))
-    assert Tokens([NEW_KEY]).read(Purpose.UNSUBSCRIBE,
-                                  rotated.make(Purpose.UNSUBSCRIBE, CLAIMS)) == CLAIMS
+        old.read(purpose, rotated.make(purpose, claims))
+    assert Tokens([new_key]).read(purpose, rotated.make(purpose, claims)) == claims
+
+
+@settings(deadline=None)
+@given(purpose=st.sampled_from(Purpose), claims=any_claims, data=st.data())
+def test_any_edit_of_a_token_is_refused(purpose: Purpose, claims: Claims,
+                                        data: st.DataObject) -> None:
+    tokens = Tokens([NEW_KEY])
+    token = tokens.make(purpose, claims)
+    at = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
+    char = data.draw(st.sampled_from(TOKEN_ALPHABET))
+    edited = data.draw(st.sampled_from([
+        token[:at] + char + token[at + 1:],  # a character changed
+        token[:at] + token[at + 1:],  # one left out
+        token[:at] + char + token[at:],  # one put in
+    ]))
+    assume(edited != token)
+    try:
+        read = tokens.read(purpose, edited)
+    except InvalidToken:
+        return
+    # Only the signature's last character has spare bits (see the test above): another
+    # spelling of it can pass, and then only with the very same claims.
+    assert edited[:-1] == token[:-1]
+    assert read == claims
 
 
 def test_no_key_is_a_mistake() -> None:

@@ -10,10 +10,11 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from service import signup
+from service.config import Settings
 from service.db import Database
 from service.models import MailKind, OutboxMessage, OutboxStatus, Subscriber, SubscriberStatus
 from service.outbox import claim_due
-from service.runtime import Runtime
+from service.runtime import Runtime, build_runtime
 from service.tokens import Claims
 from service.worker import Pace, Worker
 from tests.helpers import MailSink, links_in
@@ -64,11 +65,16 @@ async def test_one_reminder_a_day_after_an_unconfirmed_signup(
     assert await worker.remind() == 0
 
 
-async def test_reminders_can_be_turned_off(runtime: Runtime, clock: Clock) -> None:
-    worker = make_worker(runtime, clock, Pace(remind_after=None))
+async def test_reminders_can_be_turned_off(settings: Settings, db: Database,
+                                           clock: Clock) -> None:
+    # REGIMEN_REMINDER_AFTER=0, through the settings to the worker `regimen worker` builds.
+    runtime = build_runtime(settings.model_copy(update={"reminder_after": 0}))
+    worker = runtime.worker()
+    worker.clock = clock
     await sign_up(runtime.db, "forgetful@example.org")
     clock.ahead = timedelta(days=2)
     assert await worker.remind() == 0
+    await runtime.db.dispose()
 
 
 async def test_gives_up_after_the_retry_window(runtime: Runtime, clock: Clock) -> None:
