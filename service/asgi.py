@@ -6,6 +6,8 @@ Each process builds its own app; none runs the outbox worker (run `regimen worke
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from service import logs
@@ -17,4 +19,6 @@ from service.runtime import build_runtime
 def web() -> FastAPI:
     settings = load_settings()
     logs.configure(settings)
-    return create_app(build_runtime(settings), run_worker=False)
+    app = create_app(build_runtime(settings), run_worker=False)
+    gc.freeze()  # as `regimen serve` does; see there
+    return app
