@@ -27,6 +27,8 @@ class CaptchaProvider:
     response_field: str
     script_url: str
     widget_class: str
+    # Where its widget loads scripts, frames, styles and requests from (its CSP documentation).
+    csp_sources: str
 
 
 PROVIDERS = {
@@ -35,12 +37,14 @@ PROVIDERS = {
         response_field="cf-turnstile-response",
         script_url="https://challenges.cloudflare.com/turnstile/v0/api.js",
         widget_class="cf-turnstile",
+        csp_sources="https://challenges.cloudflare.com",
     ),
     "hcaptcha": CaptchaProvider(
         verify_url="https://api.hcaptcha.com/siteverify",
         response_field="h-captcha-response",
         script_url="https://js.hcaptcha.com/1/api.js",
         widget_class="h-captcha",
+        csp_sources="https://hcaptcha.com https://*.hcaptcha.com",
     ),
 }
 

@@ -8,8 +8,6 @@ Chromium checks against `form-action` too.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,15 +20,14 @@ NONE = "'none'"
 
 def security_headers(settings: Settings) -> dict[str, str]:
     form_targets = " ".join(["'self'", *settings.allowed_origins])
-    # A configured CAPTCHA runs the provider's script and frame: allow that one origin.
+    # A configured CAPTCHA runs the provider's script, frame and styles: allow its sources.
     captcha = ""
     if settings.captcha_provider:
-        parts = urlsplit(PROVIDERS[settings.captcha_provider].script_url)
-        captcha = f" {parts.scheme}://{parts.netloc}"
+        captcha = f" {PROVIDERS[settings.captcha_provider].csp_sources}"
     policy = "; ".join([
         "default-src 'none'",
         f"script-src 'self'{captcha}",
-        "style-src 'self'",
+        f"style-src 'self'{captcha}",
         "img-src 'self' data:",
         f"connect-src 'self'{captcha}",
         f"frame-src {captcha.strip() or NONE}",

@@ -120,21 +120,33 @@ def verifier() -> Iterator[str]:
     thread.join()
 
 
+# Each provider's widget, script, CSP sources and form field, as its documentation gives them.
+CAPTCHAS = {
+    "turnstile": ("cf-turnstile", "https://challenges.cloudflare.com/turnstile/v0/api.js",
+                  "https://challenges.cloudflare.com", "cf-turnstile-response"),
+    "hcaptcha": ("h-captcha", "https://js.hcaptcha.com/1/api.js",
+                 "https://hcaptcha.com https://*.hcaptcha.com", "h-captcha-response"),
+}
+
+
+@pytest.mark.parametrize("provider", list(CAPTCHAS))
 async def test_with_a_captcha_every_signup_must_pass_it(
-    settings: Settings, db: Database, verifier: str,
+    settings: Settings, db: Database, verifier: str, provider: str,
 ) -> None:
-    captcha = {"captcha_provider": "turnstile", "captcha_site_key": "site-key-1",
+    widget, script, origin, field = CAPTCHAS[provider]
+    captcha = {"captcha_provider": provider, "captcha_site_key": "site-key-1",
                "captcha_secret": "captcha-secret", "captcha_verify_url": verifier}
     async with app_client(settings, **captcha) as http:
         page = await http.get("/")
-        assert 'class="cf-turnstile" data-sitekey="site-key-1"' in page.text
-        assert "https://challenges.cloudflare.com/turnstile/v0/api.js" in page.text
+        assert f'class="{widget}" data-sitekey="site-key-1"' in page.text
+        assert script in page.text
         policy = page.headers["content-security-policy"]
-        assert "script-src 'self' https://challenges.cloudflare.com" in policy
-        assert "frame-src https://challenges.cloudflare.com" in policy
+        for directive in ("script-src 'self'", "style-src 'self'", "connect-src 'self'",
+                          "frame-src"):
+            assert f"{directive} {origin};" in policy
 
         unsolved = await http.post("/subscribe", data={"email": "a@example.org",
-                                                       "cf-turnstile-response": "guessed"})
+                                                       field: "guessed"})
         assert unsolved.status_code == 400
         assert TEXTS.address.captcha in html.unescape(unsolved.text)
         missing = await http.post("/subscribe", json={"email": "a@example.org"})
@@ -142,7 +154,7 @@ async def test_with_a_captcha_every_signup_must_pass_it(
         assert await readers(db) == 0
 
         solved = await http.post("/subscribe", data={"email": "a@example.org",
-                                                     "cf-turnstile-response": "solved"},
+                                                     field: "solved"},
                                  headers={"x-forwarded-for": "198.51.100.4"})
         assert solved.status_code == 303
     assert await readers(db) == 1
