@@ -4,6 +4,7 @@ bench/results.json."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from service.db import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -123,7 +126,35 @@ def _found(pattern: str, text: str) -> str:
     return match[1]
 
 
-def run_arrivals_sink(port: int, log_path: str, ready: Any) -> None:
+def start_arrivals_sink(work: Path) -> tuple[int, Path, multiprocessing.Process]:
+    """The sink's port, its arrivals log and its process (terminate it when done)."""
+    port, log = free_port(), work / "arrivals.log"
+    ready = multiprocessing.Event()
+    sink = multiprocessing.Process(target=_run_arrivals_sink, args=(port, str(log), ready),
+                                   daemon=True)
+    sink.start()
+    ready.wait(30)
+    return port, log, sink
+
+
+def prepared_database(given: str, work: Path, name: str) -> str:
+    """The benchmark's database, migrated: `given`, or a SQLite file of its own in `work`."""
+    url = given or f"sqlite+aiosqlite:///{work}/{name}.db"
+    ensure_postgres_database(url)
+    migrate(url)
+    return url
+
+
+def wait_ready(port: int) -> None:
+    """Until /readyz says a worker is beating (it listens for mail before its first beat)."""
+    for _ in range(600):
+        if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+            return
+        time.sleep(0.1)
+    sys.exit("no mail worker became ready")
+
+
+def _run_arrivals_sink(port: int, log_path: str, ready: Any) -> None:
     """An aiosmtpd server (in a process of its own) that appends `recipient time` for each mail
     it accepts, so a benchmark can tell when each reader's mail arrived."""
     from aiosmtpd.controller import Controller

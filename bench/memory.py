@@ -12,7 +12,6 @@ mail has been accepted by the sink, so the outbox is empty again. Target: under 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import tempfile
 import time
@@ -22,17 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     arrivals,
-    ensure_postgres_database,
     free_port,
+    prepared_database,
     regimen,
-    run_arrivals_sink,
     save_result,
     service_env,
     start,
+    start_arrivals_sink,
     stop,
     wrk_signups,
 )
-from service.db import migrate  # noqa: E402
 
 TARGET_MB = 150
 
@@ -52,15 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        url = args.database_url or f"sqlite+aiosqlite:///{work}/memory.db"
-        ensure_postgres_database(url)
-        migrate(url)
-        smtp_port, log = free_port(), work / "arrivals.log"
-        ready = multiprocessing.Event()
-        sink = multiprocessing.Process(target=run_arrivals_sink,
-                                       args=(smtp_port, str(log), ready), daemon=True)
-        sink.start()
-        ready.wait(30)
+        url = prepared_database(args.database_url, work, "memory")
+        smtp_port, log, sink = start_arrivals_sink(work)
         port = free_port()
         web = start(regimen("serve", "--port", str(port)),
                     service_env(url, work, f"smtp://127.0.0.1:{smtp_port}"), port)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import sys
 import tempfile
 import time
@@ -36,18 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     arrivals,
-    ensure_postgres_database,
     free_port,
     percentile,
+    prepared_database,
     regimen,
-    run_arrivals_sink,
     save_result,
     service_env,
     start,
+    start_arrivals_sink,
     stop,
+    wait_ready,
     wrk_signups,
 )
-from service.db import Database, migrate  # noqa: E402
+from service.db import Database  # noqa: E402
 from service.models import Base, OutboxMessage, Subscriber  # noqa: E402
 
 BARE_APP = """
@@ -123,12 +123,7 @@ def throughput(url: str, seconds: int, work: Path) -> dict[str, Any]:
 
 def end_to_end(url: str, seconds: int, work: Path) -> dict[str, Any]:
     asyncio.run(empty(url))
-    smtp_port, log = free_port(), work / "arrivals.log"
-    ready = multiprocessing.Event()
-    sink = multiprocessing.Process(target=run_arrivals_sink, args=(smtp_port, str(log), ready),
-                                   daemon=True)
-    sink.start()
-    ready.wait(30)
+    smtp_port, log, sink = start_arrivals_sink(work)
     env = service_env(url, work, f"smtp://127.0.0.1:{smtp_port}")
     port = free_port()
     embedded = url.startswith("sqlite")
@@ -137,6 +132,7 @@ def end_to_end(url: str, seconds: int, work: Path) -> dict[str, Any]:
     if not embedded:
         processes.append(start(regimen("worker"), env))
     try:
+        wait_ready(port)
         sent: dict[str, float] = {}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             for n in range(200):
@@ -175,9 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        url = args.database_url or f"sqlite+aiosqlite:///{work}/signup.db"
-        ensure_postgres_database(url)
-        migrate(url)
+        url = prepared_database(args.database_url, work, "signup")
         result = throughput(url, args.seconds, work)
         result["end_to_end"] = end_to_end(url, args.seconds, work)
     backend = url.split(":", 1)[0].split("+")[0]
