@@ -31,6 +31,10 @@ class ConfigError(Exception):
     """The configuration cannot run; the message says which variable and why."""
 
 
+# The async drivers the service runs on (each with its blocking twin, service.db).
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg", "postgresql+psycopg")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGIMEN_", env_file=".env", extra="ignore")
 
@@ -104,6 +108,15 @@ class Settings(BaseSettings):
     @classmethod
     def _mail_url_is_known(cls, value: str) -> str:
         transport_from_url(value, Path("."))
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if value and scheme not in DATABASE_SCHEMES:
+            raise ValueError("use sqlite+aiosqlite:///path/to/file.db or "
+                             "postgresql+asyncpg://user:password@host:5432/name")
         return value
 
     @field_validator("rate_limit_storage")

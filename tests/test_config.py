@@ -118,6 +118,8 @@ def test_production_lists_every_problem_at_once(monkeypatch: pytest.MonkeyPatch)
     ("REGIMEN_BASE_URL", "regimen.example.org", "absolute http"),
     ("REGIMEN_ENV", "staging", "development"),
     ("REGIMEN_CONFIRM_MAX_AGE", "0", "greater than 0"),
+    ("REGIMEN_DATABASE_URL", "mysql+aiomysql://root@db/regimen", "asyncpg://user"),
+    ("REGIMEN_DATABASE_URL", "postgresql://db/regimen", "use sqlite"),
 ])
 def test_bad_values_name_their_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
                                         value: str, reason: str) -> None:
