@@ -32,7 +32,7 @@ class ConfigError(Exception):
 
 
 # The async drivers the service runs on (each with its blocking twin, service.db).
-DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg", "postgresql+psycopg")
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 
 class Settings(BaseSettings):

@@ -59,7 +59,7 @@ def _begin_immediate(conn: Connection) -> None:
 
 
 # The blocking driver for each async one, for work handed to a thread (`run_in_thread`).
-BLOCKING_DRIVERS = {"aiosqlite": "pysqlite", "asyncpg": "psycopg", "psycopg": "psycopg"}
+BLOCKING_DRIVERS = {"aiosqlite": "pysqlite", "asyncpg": "psycopg"}
 
 
 class Database:
