@@ -29,8 +29,8 @@ ACCEPTED = {"status": "accepted", "message": ACCEPTED_MESSAGE}
 # The form's honeypot: a field people never see. Bots that fill it get the usual answer, so they
 # learn nothing, but nothing is stored or mailed.
 HONEYPOT = "website"
-# Added to the regimen link shown right after confirming, to tell it from the mail's link.
-FROM_PAGE = "?via=page"
+# The query of the regimen link shown right after confirming, to tell it from the mail's link.
+VIA_PAGE = "via=page"
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -177,7 +177,7 @@ async def confirm(request: Request, token: str, runtime: RuntimeDep) -> Response
     async with runtime.db.transaction() as session:
         subscriber = await signup.confirm(session, claims, origin_of(request), utcnow())
     # Marked as this page's link: no mail scanner sees this page, so its openings all count.
-    regimen_url = runtime.links.for_subscriber(Purpose.REGIMEN, subscriber) + FROM_PAGE
+    regimen_url = f"{runtime.links.for_subscriber(Purpose.REGIMEN, subscriber)}?{VIA_PAGE}"
     return render(request, "confirmed.html", runtime.regimen, private=True,
                   regimen_url=regimen_url)
 
@@ -195,7 +195,7 @@ async def resend_confirmation(request: Request, token: str, runtime: RuntimeDep)
 async def regimen_page(request: Request, token: str, runtime: RuntimeDep) -> Response:
     subscriber = await token_holder(runtime, Purpose.REGIMEN, token,
                                     counted=EventKind.REGIMEN_OPENED,
-                                    from_mail=request.url.query != FROM_PAGE[1:])
+                                    from_mail=request.url.query != VIA_PAGE)
     return render(request, "regimen.html", runtime.regimen, private=True,
                   go_base=f"/r/{token}/go/",
                   unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE, subscriber))

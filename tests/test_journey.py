@@ -112,6 +112,8 @@ async def test_whole_journey(
 
     page = await client.get(path_of(regimen_link))
     assert page.status_code == 200
+    # Seconds after the regimen mail left, yet counted: the page's link is no scanner's.
+    assert (await subscriber(db, "reader@example.org")).regimen_opened_at is not None
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "noindex" in page.headers["x-robots-tag"]
     # Each exercise's link goes through the click counter to its video or purchase page.

@@ -36,7 +36,7 @@ def recorded(world: World, address: str) -> tuple[list[str | None], list[tuple[s
 def same_holder(world: World, *urls: str) -> bool:
     tokens = world.app.runtime.tokens
     base = world.base_url + "/r/"
-    # The link shown after the button carries ?via=page (service.routes.FROM_PAGE).
+    # The link shown after the button carries ?via=page (service.routes.VIA_PAGE).
     return len({tokens.read(Purpose.REGIMEN, url.removeprefix(base).split("?")[0])
                 for url in urls}) == 1
 
