@@ -42,6 +42,7 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            logs.flush_each_line()
             stop.set()
             if task is not None:
                 await task

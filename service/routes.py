@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -138,8 +138,9 @@ async def subscribe(request: Request) -> Response:
     # the handler (bench/signup.py).
     runtime = await get_runtime(request)
     await limit_per_ip(request, runtime, "signup")
-    as_json = request.headers.get("content-type", "").startswith("application/json")
-    fields = await _json_fields(request) if as_json else await _form_fields(request)
+    content_type = request.headers.get("content-type", "").lower()
+    as_json = content_type.startswith("application/json")
+    fields = await _json_fields(request) if as_json else await _form_fields(request, content_type)
     email, problem = await _checked_address(runtime, request, fields)
     if problem:
         if as_json:
@@ -277,9 +278,15 @@ async def readyz(runtime: RuntimeDep) -> Response:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-async def _form_fields(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+async def _form_fields(request: Request, content_type: str) -> dict[str, str]:
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        # What the blog's form sends. parse_qsl decodes it as request.form() does (Latin-1,
+        # then %-escapes as UTF-8) in less than half the time; request.form() had been a tenth
+        # of a signup's time (bench/signup.py). Multipart bodies still go there.
+        body = (await request.body()).decode("latin-1")
+        return dict(parse_qsl(body, keep_blank_values=True))
+    async with request.form() as form:  # closes the temporary files of any uploads
+        return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 async def _json_fields(request: Request) -> dict[str, str]:

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.addresses import MAX_LENGTH, InvalidAddress, normalize_address
+from service.addresses import (
+    MAX_LENGTH,
+    InvalidAddress,
+    normalize_address,
+    plain_address,
+    validated_address,
+)
 from service.texts import TEXTS
 
 PROPERTIES = settings(
@@ -134,3 +140,36 @@ def test_an_address_over_254_characters_is_refused_as_too_long(address: str) -> 
 def test_any_text_over_254_characters_is_refused(raw: str) -> None:
     with pytest.raises(InvalidAddress):
         normalize_address(raw)
+
+
+# Near the shortcut's edges, each part drawn from a few telling values (or plain text): runs
+# of . _ + - (allowed singly), hyphen pairs (Punycode's xn--, and "ab--" labels, which are
+# refused), upper case and the Kelvin sign, parts at and over their length limits (64 before
+# the @, 63 a label), special-use and odd TLDs.
+plain_text = st.text("az0", min_size=1, max_size=4)
+edge_locals = st.one_of(plain_text, st.sampled_from([
+    "Jo.Smith", "a+b", "a_b-c", "a" * 64, "a" * 65, "jo..x", ".jo", "jo.", "+jo", "\u212ao",
+    "xn--a"]))
+edge_labels = st.one_of(plain_text, st.sampled_from([
+    "Mail", "a-b", "ab--c", "xn--p1ai", "a-", "-a", "c" * 63, "c" * 64, "0"]))
+edge_addresses = st.builds(
+    lambda local, names, tld: local + "@" + ".".join([*names, tld]),
+    edge_locals, st.lists(edge_labels, min_size=1, max_size=2),
+    st.sampled_from(["org", "Org", "test", "local", "x", "co1", "onion", "arpa"]))
+
+
+@settings(PROPERTIES, max_examples=500)
+@given(st.one_of(typed, edge_addresses))
+def test_the_plain_address_shortcut_agrees_with_email_validator(raw: str) -> None:
+    typed_address = raw.strip()
+    shortcut = plain_address(typed_address)
+    if shortcut is None:
+        return
+    assert shortcut == validated_address(typed_address)  # raises InvalidAddress if it is not
+
+
+def test_the_shortcut_takes_the_usual_address_and_declines_the_rest() -> None:
+    assert plain_address("Jo.Smith+regimen@Mail.Example.org") == "jo.smith+regimen@mail.example.org"
+    for declined in ("jo..smith@example.org", "jo@xn--mnchen-3ya.de", "jo@example.test",
+                     "jö@example.org", "jo@example", "a" * 65 + "@example.org"):
+        assert plain_address(declined) is None

@@ -55,6 +55,22 @@ async def test_malformed_json_is_a_field_error(client: httpx.AsyncClient, body: 
     assert "email" in answer.json()["errors"]
 
 
+@pytest.mark.parametrize("send", [
+    {"data": {"email": "Multi.Part@example.org"}, "files": {"unused": ("a.txt", b"x")}},
+    {"content": b"email=Multi.Part%40example.org", "headers": {
+        "content-type": "application/x-www-form-urlencoded; charset=UTF-8"}},
+    {"content": b"\xff=\xfe&email=multi.part%40example.org", "headers": {
+        "content-type": "application/x-www-form-urlencoded"}},
+])
+async def test_either_form_encoding_signs_the_reader_up(
+    client: httpx.AsyncClient, db: Database, send: dict[str, object],
+) -> None:
+    answer = await client.post("/subscribe", **send)  # type: ignore[arg-type]
+    assert answer.status_code == 303, answer.text[-3000:]
+    async with db.transaction() as session:
+        assert await session.scalar(select(Subscriber.email)) == "multi.part@example.org"
+
+
 async def test_oversized_bodies_are_refused(client: httpx.AsyncClient, db: Database) -> None:
     big = {"email": "big@example.org", "source": "x" * 70_000}
     assert (await client.post("/subscribe", data=big)).status_code == 413

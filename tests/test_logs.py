@@ -3,6 +3,7 @@ addresses masked in every format."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -20,6 +21,9 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, logging.getLogger("uvicorn.access").disabled)
     yield
+    for handler in root.handlers:
+        if handler not in saved[0]:
+            handler.close()  # stops its flushing thread
     root.handlers[:], level, logging.getLogger("uvicorn.access").disabled = saved
     root.setLevel(level)
 
@@ -81,3 +85,27 @@ def test_production_logs_json_by_default(settings: Settings) -> None:
     assert logs.uses_json(settings)
     settings.log_format = "text"
     assert not logs.uses_json(settings)
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_info_lines_wait_in_a_buffer_warnings_and_shutdown_do_not(
+    settings: Settings,
+) -> None:
+    written = io.BytesIO()
+    stream = io.TextIOWrapper(written, encoding="utf-8")  # writes reach `written` on flush
+    logs.configure(settings, stream)
+    log = logging.getLogger("service.test")
+    log.info("first")
+    assert b"first" not in written.getvalue()
+    log.warning("second")
+    assert b"first" in written.getvalue()
+    assert b"second" in written.getvalue()
+    log.info("third")
+    for _ in range(200):  # the flushing thread's turn comes within FLUSH_EVERY
+        if b"third" in written.getvalue():
+            break
+        await asyncio.sleep(0.05)
+    assert b"third" in written.getvalue()
+    logs.flush_each_line()
+    log.info("fourth")
+    assert b"fourth" in written.getvalue()
