@@ -12,10 +12,11 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from service.bulk import insert_rows, on_postgresql
 from service.db import OUTBOX_CHANNEL, OUTBOX_QUEUED, rowcount
 from service.models import (
     Consent,
@@ -41,10 +42,10 @@ def queue_mails(session: Session, mails: list[tuple[int, MailKind]]) -> None:
     """Queue one mail of `kind` for each subscriber id, in one statement."""
     if not mails:
         return
-    session.execute(insert(table_of(OutboxMessage)), [
+    insert_rows(session, table_of(OutboxMessage), [
         {"subscriber_id": subscriber_id, "kind": kind} for subscriber_id, kind in mails])
     session.info[OUTBOX_QUEUED] = True
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         # Wakes the workers of other processes at commit (Database.outbox_notifications).
         session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
 

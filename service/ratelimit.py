@@ -30,6 +30,7 @@ from limits.storage import storage_from_string
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.bulk import among
 from service.models import OutboxMessage
 
 
@@ -101,7 +102,7 @@ class MailBudget:
             since = now - max(window.within for window in windows)
             rows = session.execute(
                 select(OutboxMessage.subscriber_id, OutboxMessage.created_at)
-                .where(OutboxMessage.subscriber_id.in_(reader_ids),
+                .where(among(session, OutboxMessage.subscriber_id, reader_ids),
                        OutboxMessage.created_at > since))
             for reader_id, created_at in rows:
                 queued.setdefault(reader_id, []).append(created_at)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Insert, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from service.bulk import among, insert_rows
 from service.models import Consent, MailKind, Subscriber, SubscriberStatus, table_of
 from service.outbox import cancel_queued, queue_mail, queue_mails
 from service.ratelimit import MailBudget, MailWindow
@@ -92,7 +92,7 @@ def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
         session.execute(update(Subscriber).where(Subscriber.id.in_(reopened))
                         .values(status=SubscriberStatus.PENDING))
     if consents:
-        session.execute(insert(table_of(Consent)), consents)
+        insert_rows(session, table_of(Consent), consents)
     queue_mails(session, mails)
 
 
@@ -166,7 +166,7 @@ class _ReaderState(NamedTuple):
 def _reader_states(session: Session, emails: set[str]) -> dict[str, _ReaderState]:
     rows = session.execute(
         select(Subscriber.email, Subscriber.id, Subscriber.status, Subscriber.suppressed_at)
-        .where(Subscriber.email.in_(emails))
+        .where(among(session, Subscriber.email, emails))
     )
     return {email: _ReaderState(id_, status, suppressed_at)
             for email, id_, status, suppressed_at in rows}
@@ -178,22 +178,16 @@ def _create_pending(session: Session, emails: set[str],
     # Another process may insert one of these a moment before us: it is skipped here and read
     # back below, instead of failing the whole batch on the unique address. Sorted, so that two
     # processes inserting the same addresses take their locks in the same order.
-    inserted = session.execute(_insert_ignoring_duplicates(session).returning(
-        Subscriber.email, Subscriber.id), [
+    table = table_of(Subscriber)
+    inserted = insert_rows(session, table, [
         {"email": email, "status": SubscriberStatus.PENDING, "created_at": now}
-        for email in sorted(emails)])
+        for email in sorted(emails)], returning=[table.c.email, table.c.id],
+        skip_duplicates_of="email")
     created = {email: _ReaderState(id_, SubscriberStatus.PENDING, None)
                for email, id_ in inserted}
     if raced := emails - created.keys():
         created |= _reader_states(session, raced)
     return created
-
-
-def _insert_ignoring_duplicates(session: Session) -> Insert:
-    table = table_of(Subscriber)
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["email"])
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["email"])
 
 
 class SuppressionReason(enum.StrEnum):
