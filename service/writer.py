@@ -15,6 +15,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from service import signup
 from service.db import Database
 from service.models import utcnow
@@ -49,6 +51,12 @@ class SignupWriter:
             del self._waiting[:self.max_batch]
             try:
                 await self._commit(batch)
+            except (OperationalError, InterfaceError) as exc:
+                # The database itself failed (unreachable, locked, out of space), not one of
+                # these rows: each signup alone would only fail as slowly again, one by one.
+                log.warning("a batch of %d signups failed: %s", len(batch), exc)
+                for _, done in batch:
+                    _settle(done, exc)
             except Exception:
                 # One signup the database refuses must not fail the others beside it.
                 log.warning("a batch of %d signups failed; writing them one by one", len(batch))

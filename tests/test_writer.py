@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from service import signup
 from service.db import Database
@@ -153,3 +155,23 @@ async def test_two_processes_signing_up_the_same_addresses(database_url: str,
         await other.dispose()
 
     assert await mails_by_reader(db) == {e: [MailKind.CONFIRM] * 2 for e in emails}
+
+
+async def test_an_unreachable_database_fails_the_batch_at_once(
+    database_url: str, tmp_path: Path,
+) -> None:
+    # Nothing listens on port 1; a directory is no SQLite database file.
+    unreachable = ("postgresql+asyncpg://postgres@127.0.0.1:1/regimen"
+                   if database_url.startswith("postgresql") else f"sqlite+aiosqlite:///{tmp_path}")
+    db = Database(unreachable)
+    attempts: list[int] = []
+    event.listen(db.blocking_engine, "do_connect", lambda *_: attempts.append(1))
+    try:
+        writer = SignupWriter(db)
+        results = await asyncio.gather(
+            *(writer.write(signup.Signup(f"r{n}@example.org", ORIGIN, None)) for n in range(8)),
+            return_exceptions=True)
+    finally:
+        await db.dispose()
+    assert all(isinstance(result, OperationalError) for result in results)
+    assert len(attempts) == 1  # not once more for each of the eight
