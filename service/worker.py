@@ -51,6 +51,14 @@ class Pace:
     remind_after: timedelta | None = timedelta(hours=24)
     pending_retention: timedelta = timedelta(days=30)
 
+    @property
+    def claim_batch(self) -> int:
+        """How many mails one pass claims. Each pass costs two transactions (claim, settle), a
+        few round trips each, during which nothing is sent: with 5 a connection the worker sent
+        0.55-0.61 of raw aiosmtplib's rate on PostgreSQL (bench/mail.py), with 15 1.04-1.09.
+        A worker killed mid-pass has this many mails sent again by the next."""
+        return self.concurrency * 15
+
 
 class Worker:
     def __init__(
@@ -124,7 +132,7 @@ class Worker:
         """
         async with self.db.transaction() as session:
             messages = await outbox.claim_due(session, self.clock(),
-                                              limit=self.pace.concurrency * 5,
+                                              limit=self.pace.claim_batch,
                                               lease=self.pace.lease)
             ids = {message.subscriber_id for message in messages}
             readers = {reader.id: reader for reader in await session.scalars(

@@ -20,7 +20,7 @@ from service.worker import Pace
 from tests.helpers import REPORT, MailSink
 
 MAILS = 1000
-CLAIM_BATCH = Pace().concurrency * 5  # what deliver_due claims at once
+CLAIM_BATCH = Pace().claim_batch  # what deliver_due claims at once
 
 
 def worker_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
