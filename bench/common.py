@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import migrate
+from service.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -143,6 +146,20 @@ def prepared_database(given: str, work: Path, name: str) -> str:
     ensure_postgres_database(url)
     migrate(url)
     return url
+
+
+async def empty_tables(session: AsyncSession) -> None:
+    """Every table emptied. On PostgreSQL by TRUNCATE: deleted rows stay in the tables and
+    their indexes until a vacuum, and with autovacuum off (as on the machines here) each run
+    had to step over the dead rows of all before it: a claim of the outbox took 28 ms after
+    a few runs."""
+    tables = reversed(Base.metadata.sorted_tables)
+    if session.get_bind().dialect.name == "postgresql":
+        names = ", ".join(f'"{table.name}"' for table in tables)
+        await session.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+        return
+    for table in tables:
+        await session.execute(table.delete())
 
 
 def wait_ready(port: int) -> None:

@@ -25,11 +25,16 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, ensure_postgres_database, free_port, save_result  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT,
+    empty_tables,
+    ensure_postgres_database,
+    free_port,
+    save_result,
+)
 from service.config import load_settings  # noqa: E402
 from service.db import migrate  # noqa: E402
 from service.models import (  # noqa: E402
-    Base,
     MailKind,
     OutboxMessage,
     OutboxStatus,
@@ -80,8 +85,7 @@ async def worker_rate(port: int, mails: int, database_url: str, data_dir: Path) 
     await asyncio.to_thread(migrate, database_url)
     runtime = build_runtime(settings)
     async with runtime.db.transaction() as session:
-        for table in reversed(Base.metadata.sorted_tables):
-            await session.execute(table.delete())
+        await empty_tables(session)
     async with runtime.db.transaction() as session:
         readers = [Subscriber(email=f"reader{i}@example.org", status=SubscriberStatus.PENDING)
                    for i in range(mails)]

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     arrivals,
+    empty_tables,
     free_port,
     percentile,
     prepared_database,
@@ -48,7 +49,7 @@ from bench.common import (  # noqa: E402
     wrk_signups,
 )
 from service.db import Database  # noqa: E402
-from service.models import Base, OutboxMessage, Subscriber  # noqa: E402
+from service.models import OutboxMessage, Subscriber  # noqa: E402
 
 BARE_APP = """
 from fastapi import FastAPI, Form
@@ -70,8 +71,7 @@ UVICORN = ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
 async def empty(url: str) -> None:
     db = Database(url)
     async with db.transaction() as session:
-        for table in reversed(Base.metadata.sorted_tables):
-            await session.execute(table.delete())
+        await empty_tables(session)
     await db.dispose()
 
 
