@@ -94,3 +94,32 @@ def _prepare_and_upgrade_to(url: str, revision: str) -> None:
     migrate_dir = Path(url.removeprefix("sqlite+aiosqlite:///")).parent
     migrate_dir.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
+
+
+def _partial_indexes(connection: Connection) -> dict[str, str]:
+    """Each partial index of the database and its condition, as the database reports it."""
+    found: dict[str, str] = {}
+    inspector = inspect(connection)
+    for table in inspector.get_table_names():
+        for index in inspector.get_indexes(table):
+            options = index.get("dialect_options", {})
+            condition = options.get("postgresql_where") or options.get("sqlite_where")
+            if condition is not None:
+                found[str(index["name"])] = str(condition)
+    return found
+
+
+async def test_partial_indexes_are_partial_in_the_database_too(database_url: str) -> None:
+    # compare_metadata does not look at an index's condition; this does.
+    declared = {str(index.name) for table in Base.metadata.tables.values()
+                for index in table.indexes
+                if index.dialect_options["postgresql"]["where"] is not None}
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            partial = await connection.run_sync(_partial_indexes)
+    finally:
+        await engine.dispose()
+    assert set(partial) == declared
+    assert len(declared) == 4
+    assert all("IS NOT NULL" in condition.upper() for condition in partial.values())
