@@ -36,6 +36,7 @@ GIVEN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 PROCESS_TAG = secrets.token_hex(8)
 minted_ids = itertools.count()
 FLUSH_EVERY = 0.25  # seconds an info line may wait in the buffer
+PIPE_BUF = 4096  # bytes a pipe writes whole (POSIX promises at least 512, Linux 4096)
 # LogRecord's own attributes; anything else on a record was passed with `extra=`.
 STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -58,27 +59,50 @@ class TextFormatter(logging.Formatter):
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes lines into a buffer that a thread flushes every FLUSH_EVERY seconds; warnings
-    and errors are flushed at once, and every line once the process is shutting down.
+    """Keeps lines back until a thread writes them out, every FLUSH_EVERY seconds; warnings
+    and errors go out at once, and every line once the process is shutting down.
 
-    Flushing every line was a system call per request on the event loop's thread, and each one
+    A write per line was a system call per request on the event loop's thread, and each one
     let the signup writer's thread take the interpreter lock from it: a tenth of a signup's
-    time (bench/signup.py). A process killed outright loses at most FLUSH_EVERY of info lines.
+    time (bench/signup.py). The lines go out in writes of whole lines of at most PIPE_BUF
+    bytes, which a pipe keeps whole, so that several processes logging into one pipe (the
+    `--workers` of one container) never cut into each other's lines. A process killed outright
+    loses at most FLUSH_EVERY of info lines.
     """
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self.flush_each_line = False
+        self._pending: list[str] = []
         self._closed = threading.Event()
         threading.Thread(target=self._flush_now_and_then, name="log-flush", daemon=True).start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
+            self._pending.append(self.format(record) + self.terminator)
             if self.flush_each_line or record.levelno >= logging.WARNING:
                 self.flush()
         except Exception:
             self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
+            lines, self._pending = self._pending, []
+            chunk: list[str] = []
+            size = 0
+            for line in lines:
+                length = len(line.encode("utf-8", "replace"))
+                if chunk and size + length > PIPE_BUF:
+                    self._write("".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += length
+            if chunk:
+                self._write("".join(chunk))
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
     def close(self) -> None:
         self._closed.set()
@@ -97,15 +121,6 @@ def flush_each_line() -> None:
         if isinstance(handler, BufferedStreamHandler):
             handler.flush_each_line = True
             handler.flush()
-
-
-def buffered_stderr() -> Any:
-    """stderr with a buffer of its own: Python's sys.stderr writes out every line."""
-    try:
-        return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False,
-                    encoding=sys.stderr.encoding, errors="backslashreplace")
-    except (AttributeError, OSError, ValueError):  # replaced by something without a descriptor
-        return sys.stderr
 
 
 class JsonFormatter(logging.Formatter):
@@ -136,7 +151,7 @@ def configure(settings: Settings, stream: Any = None) -> None:
     # per line (the logging HOWTO's "Optimization").
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = BufferedStreamHandler(stream or buffered_stderr())
+    handler = BufferedStreamHandler(stream or sys.stderr)
     handler.addFilter(MaskAddresses())
     # Our access line names the route template and carries the request id; uvicorn's would
     # repeat it with the raw path, and raw paths hold readers' tokens.

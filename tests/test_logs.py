@@ -29,6 +29,8 @@ def restore_logging() -> Iterator[None]:
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # info lines wait in the handler (logs.BufferedStreamHandler)
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
@@ -109,3 +111,28 @@ async def test_info_lines_wait_in_a_buffer_warnings_and_shutdown_do_not(
     logs.flush_each_line()
     log.info("fourth")
     assert b"fourth" in written.getvalue()
+
+
+class RecordingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_buffered_lines_go_out_whole_in_writes_a_pipe_keeps_whole(settings: Settings) -> None:
+    stream = RecordingStream()
+    logs.configure(settings, stream)
+    log = logging.getLogger("service.test")
+    for n in range(300):
+        log.info("line %d %s", n, "é" * (n % 40))
+    logs.flush_each_line()
+    assert len(stream.writes) > 1
+    assert all(len(text.encode()) <= logs.PIPE_BUF and text.endswith("\n")
+               for text in stream.writes)
+    assert [line.split(": ", 1)[1].split()[1] for line in stream.getvalue().splitlines()] == [
+        str(n) for n in range(300)]
