@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -16,20 +17,26 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from service.db import alembic_config, migrate
 from service.models import Base
 
+T = TypeVar("T")
+
 
 def _differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
 
 
-async def test_no_drift_between_models_and_migrations(database_url: str) -> None:
+async def _looked_at(database_url: str, look: Callable[[Connection], T]) -> T:
+    """What `look` finds in the (migrated) test database."""
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as connection:
-            differences = await connection.run_sync(_differences)
+            return await connection.run_sync(look)
     finally:
         await engine.dispose()
-    assert differences == []
+
+
+async def test_no_drift_between_models_and_migrations(database_url: str) -> None:
+    assert await _looked_at(database_url, _differences) == []
 
 
 def _tables(connection: Connection) -> set[str]:
@@ -114,12 +121,7 @@ async def test_partial_indexes_are_partial_in_the_database_too(database_url: str
     declared = {str(index.name) for table in Base.metadata.tables.values()
                 for index in table.indexes
                 if index.dialect_options["postgresql"]["where"] is not None}
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            partial = await connection.run_sync(_partial_indexes)
-    finally:
-        await engine.dispose()
+    partial = await _looked_at(database_url, _partial_indexes)
     assert set(partial) == declared
     assert len(declared) == 4
     assert all("IS NOT NULL" in condition.upper() for condition in partial.values())
