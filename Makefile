@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 REGIMEN_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_test
 export REGIMEN_TEST_DATABASE_URL
 
-.PHONY: run test lint typecheck pytest bench bench-scale install clean
+.PHONY: run test test-fast lint typecheck pytest screenshots bench bench-scale install clean
 
 run: $(STAMP)
 	$(BIN)/regimen migrate
@@ -14,8 +14,14 @@ run: $(STAMP)
 
 test: lint typecheck pytest
 
+# The unit tests alone: no database, no network, a few seconds.
+test-fast: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+# ruff, and the import contracts (pyproject.toml, [tool.importlinter]): web -> features -> core.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service
@@ -45,6 +51,10 @@ pytest: $(AXE)
 $(AXE): tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund
 	touch $@
+
+# The browser tour, writing its screenshots into docs/screenshots/ (the README shows them).
+screenshots: $(STAMP) $(AXE)
+	REGIMEN_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/browser/test_pages.py
 
 install: $(STAMP)
 

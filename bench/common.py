@@ -19,8 +19,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import migrate
-from service.models import Base
+from service.core.database import migrate
+from service.core.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"

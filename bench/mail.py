@@ -25,6 +25,8 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dataclasses import replace  # noqa: E402
+
 from bench.common import (  # noqa: E402
     ROOT,
     empty_tables,
@@ -32,17 +34,17 @@ from bench.common import (  # noqa: E402
     free_port,
     save_result,
 )
-from service.config import load_settings  # noqa: E402
-from service.db import migrate  # noqa: E402
-from service.models import (  # noqa: E402
+from service.core.database import migrate  # noqa: E402
+from service.core.models import (  # noqa: E402
     MailKind,
     OutboxMessage,
     OutboxStatus,
     Subscriber,
     SubscriberStatus,
 )
+from service.core.settings import load_settings  # noqa: E402
+from service.delivery.worker import Pace, Worker  # noqa: E402
 from service.runtime import build_runtime  # noqa: E402
-from service.worker import Pace, Worker  # noqa: E402
 
 
 class CountingSink:
@@ -94,7 +96,7 @@ async def worker_rate(port: int, mails: int, database_url: str, data_dir: Path) 
         session.add_all(OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id)
                         for reader in readers)
     worker = Worker(runtime.db, runtime.mailer, runtime.transport,
-                    Pace(concurrency=settings.worker_concurrency, remind_after=None))
+                    replace(Pace.from_settings(settings), remind_after=None))
     started = time.perf_counter()
     while await worker.deliver_due():
         pass
@@ -106,8 +108,7 @@ async def worker_rate(port: int, mails: int, database_url: str, data_dir: Path) 
     # The same kind of message for the baseline, built once.
     samples = [runtime.mailer.compose(MailKind.CONFIRM, readers[i % mails], f"raw{i}").data
                for i in range(mails)]
-    await runtime.transport.close()
-    await runtime.db.dispose()
+    await runtime.aclose()
     return mails / elapsed, samples
 
 

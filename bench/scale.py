@@ -16,7 +16,8 @@ Readers signed up evenly over the last 365 days; ~60 % confirmed. Events: one co
 opening per reader (half of them 5 s after the mail, as a scanner would), one regimen opening
 per confirmed reader, and exercise clicks for the rest of the 3,000,000. Each reader's
 milestones (`confirm_page_opened_at` for the person's opening only, `regimen_opened_at`,
-`first_click_at`) are filled to agree with those events, as `service.events.record` sets them.
+`first_click_at`) are filled to agree with those events, as
+`service.funnel.events.record` sets them.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service import stats  # noqa: E402
-from service.app import create_app  # noqa: E402
-from service.config import load_settings  # noqa: E402
-from service.db import migrate  # noqa: E402
-from service.models import utcnow  # noqa: E402
+from service.core.database import migrate  # noqa: E402
+from service.core.models import utcnow  # noqa: E402
+from service.core.settings import load_settings  # noqa: E402
 from service.runtime import build_runtime  # noqa: E402
+from service.web.app import create_app  # noqa: E402
 
 RESULTS = ROOT / "bench" / "scale-results.json"
 SLUGS = ["gentle-back-exercise", "sacrum-self-appraisal", "arch-and-flatten", "lying-side-bend",
@@ -164,11 +165,11 @@ async def measure_web(url: str, runs: int) -> dict[str, Any]:
         for _ in range(runs + 1):
             started = time.perf_counter()
             async with runtime.db.transaction() as session:
-                report = await stats.funnel(session, utcnow(), days, 60)
+                report = await stats.funnel(session, utcnow(), days, settings.scanner_window)
             timings.append(time.perf_counter() - started)
         out[f"stats_{days}d_ms"] = _ms(timings[1:])
         out[f"stats_{days}d_signups"] = report.totals.signups
-    await runtime.db.dispose()
+    await runtime.aclose()
     return out
 
 

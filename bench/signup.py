@@ -48,8 +48,8 @@ from bench.common import (  # noqa: E402
     wait_ready,
     wrk_signups,
 )
-from service.db import Database  # noqa: E402
-from service.models import OutboxMessage, Subscriber  # noqa: E402
+from service.core.database import Database  # noqa: E402
+from service.core.models import OutboxMessage, Subscriber  # noqa: E402
 
 BARE_APP = """
 from fastapi import FastAPI, Form

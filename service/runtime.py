@@ -1,23 +1,27 @@
 """The service's parts wired together once from the settings, for the web app, the standalone
-worker and the CLI alike."""
+worker and the CLI alike.
+
+A `Runtime` owns what holds connections (the database, the mail transport, Redis, the CAPTCHA
+client) and closes them all on leaving `async with runtime:`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from service.bots import Blocklist, Captcha, MxCheck
-from service.config import Settings
-from service.content import Regimen, load_regimen
-from service.db import Database
-from service.links import Links
-from service.mail import Mailer
-from service.outgoing import Transport
-from service.ratelimit import MailWindow, RateLimits, mail_windows
-from service.tokens import Tokens
-from service.transports import transport_from_url
-from service.worker import Pace, Worker
-from service.writer import SignupWriter
+from service.abuse.bots import Blocklist, Captcha, MxCheck
+from service.abuse.ip_limits import RateLimits
+from service.abuse.mail_budget import MailWindow, mail_windows
+from service.core.content import Regimen, load_regimen
+from service.core.database import Database
+from service.core.settings import Settings
+from service.delivery.messages import Mailer
+from service.delivery.outgoing import Transport
+from service.delivery.transports import transport_from_url
+from service.delivery.worker import Pace, Worker
+from service.readers.links import Links
+from service.readers.tokens import Tokens
+from service.readers.writer import SignupWriter
 
 
 @dataclass
@@ -30,24 +34,28 @@ class Runtime:
     mailer: Mailer
     transport: Transport
     rate_limits: RateLimits
-    # Per address, counted on the outbox (service.ratelimit).
+    # Per address, counted on the outbox (service.abuse.mail_budget).
     mail_windows: list[MailWindow]
     signups: SignupWriter
     captcha: Captcha | None = None
     blocklist: Blocklist | None = None
     mx_check: MxCheck | None = None
 
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.transport.close()
+        await self.rate_limits.close()
+        if self.captcha is not None:
+            await self.captcha.aclose()
+        await self.db.dispose()
+
     def worker(self) -> Worker:
-        settings = self.settings
-        pace = Pace(
-            concurrency=settings.worker_concurrency,
-            lease=timedelta(seconds=settings.worker_lease),
-            retry_for=timedelta(seconds=settings.retry_for),
-            remind_after=timedelta(seconds=settings.reminder_after)
-            if settings.reminder_after else None,
-            pending_retention=timedelta(seconds=settings.pending_retention),
-        )
-        return Worker(self.db, self.mailer, self.transport, pace)
+        return Worker(self.db, self.mailer, self.transport, Pace.from_settings(self.settings))
 
 
 def build_runtime(settings: Settings, transport: Transport | None = None) -> Runtime:
@@ -68,7 +76,8 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
                                                   settings.worker_concurrency),
         rate_limits=RateLimits(settings.rate_limit_storage,
                                signups_per_ip=settings.signups_per_ip,
-                               link_opens_per_ip=settings.link_opens_per_ip),
+                               link_opens_per_ip=settings.link_opens_per_ip,
+                               auth_failures_per_ip=settings.auth_failures_per_ip),
         mail_windows=windows,
         signups=SignupWriter(db, windows),
         captcha=Captcha.from_settings(settings),

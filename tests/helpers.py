@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from service.app import create_app
-from service.config import Settings
+from service.core.settings import Settings
+from service.readers.tokens import Claims, Purpose
 from service.runtime import build_runtime
-from service.tokens import Claims, Purpose
+from service.web.app import create_app
 
 BASE_URL = "https://regimen.test"
 # Measurements a test wants shown at the end of the run (see conftest.pytest_terminal_summary).
@@ -95,11 +95,7 @@ def token_signed_at(secret_key: str, purpose: Purpose, claims: Claims, when: dat
 @asynccontextmanager
 async def app_client(settings: Settings, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
     """The app (without its worker) on settings changed by `changes`, and a client for it."""
-    runtime = build_runtime(settings.model_copy(update=changes))
-    transport = httpx.ASGITransport(app=create_app(runtime, run_worker=False))
-    try:
+    async with build_runtime(settings.model_copy(update=changes)) as runtime:
+        transport = httpx.ASGITransport(app=create_app(runtime, run_worker=False))
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield http
-    finally:
-        await runtime.rate_limits.close()
-        await runtime.db.dispose()

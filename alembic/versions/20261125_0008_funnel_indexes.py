@@ -1,7 +1,7 @@
 """indexes for the author's funnel (admin page, regimen stats)
 
 Revision ID: 0008
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-25 13:05:00
 """
 

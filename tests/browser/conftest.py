@@ -9,6 +9,7 @@ the asyncio tests that follow need it gone.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,17 +21,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
-from service.config import PROJECT_ROOT, load_settings
-from service.db import migrate
-from service.embed import snippet
+from service.core.database import migrate
+from service.core.settings import PROJECT_ROOT, load_settings
 from service.runtime import build_runtime
+from service.web.embed import snippet
 from tests.browser.live import LiveApp, Site, listening_socket
 from tests.helpers import MailSink, free_port, links_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).parent
 AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+
 POST_PATH = "/2014/01/sacro-iliac-joint-pain.html"
 # The shipped content's placeholder links, over plain HTTP: Chromium sends them to a local
 # stand-in acting as its proxy (there is no network here), so they keep their own address.
@@ -60,6 +61,16 @@ class World:
 def _stand_in(path: str) -> str:
     return (f'<!doctype html><html lang="en"><title>Stand-in for {path}</title>'
             f"<main><h1>Stand-in page</h1><p>{path}</p></main></html>")
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tour's screenshots go: a temporary folder, or the README's own
+    (docs/screenshots) when `make screenshots` sets REGIMEN_SCREENSHOTS."""
+    chosen = os.environ.get("REGIMEN_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="package")

@@ -16,8 +16,8 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
-from service.app import create_app
 from service.runtime import Runtime
+from service.web.app import create_app
 
 T = TypeVar("T")
 STARTUP_SECONDS = 30

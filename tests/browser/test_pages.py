@@ -1,21 +1,21 @@
 """Every page a reader (or the author) can meet, at phone and desktop width and in dark mode:
-a screenshot of each into docs/screenshots/, and axe-core finds no serious or critical
-accessibility problem on any of them."""
+a screenshot of each (into docs/screenshots/ with `make screenshots`), and axe-core finds no
+serious or critical accessibility problem on any of them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from service.texts import ERROR_TEXT, TEXTS
-from service.tokens import Purpose
+from service.readers.tokens import Purpose
+from service.web.texts import ERROR_TEXT, TEXTS
 from tests.browser.conftest import (
-    SCREENSHOTS,
     World,
     axe_violations,
     mail_link,
@@ -112,18 +112,17 @@ def tour(page: Page, world: World, address: str) -> Iterator[str]:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_page_reads_well_and_passes_axe(
-    browser: Browser, world: World, variant: str,
+    browser: Browser, world: World, variant: str, screenshots: Path,
 ) -> None:
     options: dict[str, Any] = VARIANTS[variant]
     context, tab = open_tab(browser, **options)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems: dict[str, list[str]] = {}
     seen = []
     for name in tour(tab.page, world, f"tour-{variant}@example.org"):
         seen.append(name)
         # Off every button: a hover left from the last click would make screenshots differ.
         tab.page.mouse.move(0, 0)
-        tab.page.screenshot(path=SCREENSHOTS / f"{name}-{variant}.png", full_page=True)
+        tab.page.screenshot(path=screenshots / f"{name}-{variant}.png", full_page=True)
         problems[name] = axe_violations(tab.page)
     context.close()
     assert len(seen) == 19

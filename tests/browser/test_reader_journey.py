@@ -7,10 +7,10 @@ from __future__ import annotations
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
-from service.models import Consent, Event, Subscriber
+from service.core.models import Consent, Event, Subscriber
+from service.readers.tokens import Purpose
 from service.runtime import Runtime
-from service.texts import TEXTS
-from service.tokens import Purpose
+from service.web.texts import TEXTS
 from tests.browser.conftest import World, mail_link, open_tab, unexpected
 
 MISTYPED = "reader@example"  # a browser accepts it; the service explains what is wrong
@@ -36,7 +36,7 @@ def recorded(world: World, address: str) -> tuple[list[str | None], list[tuple[s
 def same_holder(world: World, *urls: str) -> bool:
     tokens = world.app.runtime.tokens
     base = world.base_url + "/r/"
-    # The link shown after the button carries ?via=page (service.routes.VIA_PAGE).
+    # The link shown after the button carries ?via=page (service.web.links.VIA_PAGE).
     return len({tokens.read(Purpose.REGIMEN, url.removeprefix(base).split("?")[0])
                 for url in urls}) == 1
 

@@ -1,0 +1,1 @@
+"""Keeping scripts and floods out: bot checks and rate limits."""

@@ -1,0 +1,59 @@
+"""What every `regimen` command shares: settings read once, a clear exit on a bad
+configuration, and the runtime opened and closed around the command's work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import typer
+
+from service.core.content import ContentError
+from service.core.settings import ConfigError, Settings, load_settings
+from service.readers.addresses import InvalidAddress, normalize_address
+from service.runtime import Runtime, build_runtime
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        fail(f"The configuration cannot be used:\n{exc}")
+
+
+def runtime(from_settings: Settings) -> Runtime:
+    try:
+        return build_runtime(from_settings)
+    except ContentError as exc:
+        fail(content_problems(exc), code=1)
+
+
+def content_problems(exc: ContentError) -> str:
+    lines = "\n".join(f"  {problem}" for problem in exc.problems)
+    return f"{exc.path} has problems:\n{lines}"
+
+
+def run(work: Callable[[Runtime], Awaitable[T]], with_settings: Settings | None = None) -> T:
+    """Run `work` on a runtime built from the settings, closing it afterwards."""
+    built = runtime(with_settings or settings())
+
+    async def main() -> T:
+        async with built:
+            return await work(built)
+
+    return asyncio.run(main())
+
+
+def address(raw: str) -> str:
+    try:
+        return normalize_address(raw)
+    except InvalidAddress as exc:
+        fail(str(exc))

@@ -1,0 +1,223 @@
+"""Database tables. Every timestamp is timezone-aware UTC; every constraint has a stable name."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware on the way in and out, also on SQLite, which stores no zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table, for bulk statements that need none of the ORM's per-row work."""
+    return Base.metadata.tables[model.__tablename__]
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class OutboxStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class MailKind(enum.StrEnum):
+    CONFIRM = "confirm"
+    REMINDER = "reminder"
+    REGIMEN = "regimen"
+
+
+class EventKind(enum.StrEnum):
+    CONFIRM_PAGE_OPENED = "confirm_page_opened"
+    REGIMEN_OPENED = "regimen_opened"
+    EXERCISE_CLICKED = "exercise_clicked"
+
+
+def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
+    # Stored as plain strings without a CHECK constraint: adding a kind is then a code change,
+    # not a table rebuild on SQLite.
+    return Enum(kind, name=name, native_enum=False, create_constraint=False, length=32,
+                values_callable=lambda members: [member.value for member in members])
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # What tokens carry instead of the address or the row id.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus, "subscriber_status"))
+    # Bumping it kills every link already mailed to this reader.
+    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set after a hard bounce or a spam complaint: never mailed again, whoever signs it up.
+    suppressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    suppressed_reason: Mapped[str | None] = mapped_column(String(32))
+    # The reader's funnel milestones, each set once when the event is recorded
+    # (service.funnel.events):
+    # first opening of the confirmation page by a person (not a mail scanner), first opening of
+    # the regimen, first click on an exercise. The author's numbers are ranges on these.
+    confirm_page_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    regimen_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Consent(Base):
+    """Evidence of one double opt-in: who asked, from where, and when they confirmed."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    signed_up_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    signup_ip: Mapped[str | None] = mapped_column(String(45))
+    signup_user_agent: Mapped[str | None] = mapped_column(String(512))
+    source_url: Mapped[str | None] = mapped_column(String(2048))
+    # Which wording the reader agreed to (service.web.texts.CONSENT_VERSION, a fingerprint).
+    consent_text_version: Mapped[str | None] = mapped_column(String(32))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_ip: Mapped[str | None] = mapped_column(String(45))
+    confirm_user_agent: Mapped[str | None] = mapped_column(String(512))
+
+
+class OutboxMessage(Base):
+    """One mail to send, written in the transaction that made it necessary.
+
+    The message itself is rendered by the worker at send time, so an erased or unsubscribed
+    reader's queued mail is simply dropped.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Becomes the Message-ID, so a retried send is recognisable as the same message.
+    key: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: secrets.token_hex(16))
+    kind: Mapped[MailKind] = mapped_column(_enum(MailKind, "mail_kind"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A claim is a lease: a worker that dies mid-send loses it when this passes.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerHeartbeat(Base):
+    """Each running worker stamps its row every poll; /readyz reads the newest stamp."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(Base):
+    """Something a reader did, counted for the author's funnel; no personal data beyond the
+    subscriber it belongs to."""
+
+    __tablename__ = "events"
+    # The clicks of a period per exercise and reader, read from the index alone.
+    __table_args__ = (Index("ix_events_kind_created_at", "kind", "created_at", "exercise",
+                            "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "event_kind"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    exercise: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ErasedAddress(Base):
+    """What is left of a reader who asked to be forgotten: a keyed hash of the address, so an
+    old list imported later cannot mail them. Signing up anew through the form still works."""
+
+    __tablename__ = "erased_addresses"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# For the author's numbers (service.funnel.stats): the period's signups, confirmations and
+# sources are ranges on these columns, and so are how far each reader got (the milestones above).
+# The period's cohort and how far each of its readers got, read from the index alone.
+Index("ix_subscribers_funnel", Subscriber.created_at, Subscriber.confirmed_at,
+      Subscriber.confirm_page_opened_at, Subscriber.regimen_opened_at, Subscriber.first_click_at)
+# Each milestone's own index holds only the readers who reached it: every query asks for a
+# range (which implies NOT NULL), and a new reader then costs no entry in any of the four.
+for _milestone in (Subscriber.confirmed_at, Subscriber.confirm_page_opened_at,
+                   Subscriber.regimen_opened_at, Subscriber.first_click_at):
+    Index(f"ix_subscribers_{_milestone.key}", _milestone,
+          postgresql_where=_milestone.isnot(None), sqlite_where=_milestone.isnot(None))
+Index("ix_consents_signed_up_at", Consent.signed_up_at)
+Index("ix_events_subscriber_id_kind", Event.subscriber_id, Event.kind)

@@ -1,0 +1,1 @@
+"""Sending mail: the worker, building messages, transports and providers."""

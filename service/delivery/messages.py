@@ -1,0 +1,251 @@
+"""Building the mails: one folder of templates per mail, one typed context per template.
+
+Nothing a visitor typed ever reaches a template except the address the mail is sent to, which
+only appears in the To header: a public form must not become a way to mail strangers words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import css_inline
+import dkim
+from email_validator import EmailNotValidError, validate_email
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from service.core.content import Regimen
+from service.core.models import MailKind, Subscriber, utcnow
+from service.core.settings import Settings
+from service.delivery import mime
+from service.delivery.outgoing import Outgoing, PermanentFailure
+from service.readers.links import Links
+from service.readers.tokens import Purpose
+
+
+@dataclass(frozen=True)
+class ConfirmContext:
+    author: str
+    site_name: str
+    site_url: str
+    regimen_title: str
+    confirm_url: str
+    valid_days: int
+
+
+@dataclass(frozen=True)
+class ReminderContext(ConfirmContext):
+    asked_ago: str  # "a day ago": REGIMEN_REMINDER_AFTER in words
+
+
+@dataclass(frozen=True)
+class RegimenContext:
+    author: str
+    site_name: str
+    site_url: str
+    regimen_title: str
+    regimen_url: str
+    first_exercise: str
+    unsubscribe_url: str
+    erase_url: str
+
+
+MailContext = ConfirmContext | ReminderContext | RegimenContext
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+    def with_links(self, links: dict[str, str]) -> Rendered:
+        text, html = self.text, self.html
+        for name, url in links.items():
+            # Signed links are URL-safe: nothing in them needs escaping in HTML.
+            text = text.replace(_placeholder(name), url)
+            html = html.replace(_placeholder(name), url)
+        return Rendered(self.subject, text, html)
+
+
+class Templates:
+    def __init__(self, directory: Path) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(directory),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, name: str, context: MailContext) -> Rendered:
+        values = dataclasses.asdict(context)
+        subject = self.env.get_template(f"{name}/subject.txt").render(values)
+        html = self.env.get_template(f"{name}/body.html").render(values)
+        return Rendered(
+            subject=" ".join(subject.split()),
+            text=self.env.get_template(f"{name}/body.txt").render(values),
+            html=css_inline.inline(html),
+        )
+
+
+class DkimSigner:
+    """Signs the headers a receiver checks, including the unsubscribe headers, so that no one on
+    the way can swap the link; and each once more than the message has it ("oversigning",
+    RFC 6376 8.15): the signature then also says there is no other, so a second Subject, or a
+    List-Unsubscribe added to a confirmation, breaks it instead of being shown as signed."""
+
+    HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Reply-To", "List-Unsubscribe",
+               "List-Unsubscribe-Post", "MIME-Version", "Content-Type")
+
+    def __init__(self, private_key: bytes, selector: str, domain: str) -> None:
+        self.private_key = private_key
+        self.selector = selector.encode()
+        self.domain = domain.encode()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DkimSigner | None:
+        if not settings.dkim_private_key:
+            return None
+        return cls(settings.dkim_key_bytes(), settings.dkim_selector, settings.dkim_domain)
+
+    def sign(self, data: bytes, present: list[str]) -> bytes:
+        """`present`: the names of the headers in `data`, once per occurrence."""
+        headers = [name.encode() for name in self.HEADERS
+                   for _ in range(present.count(name) + 1)]
+        signature: bytes = dkim.sign(data, self.selector, self.domain, self.private_key,
+                                     include_headers=headers)
+        return signature
+
+
+class Mailer:
+    """Turns an outbox row's kind and reader into a finished message."""
+
+    def __init__(self, settings: Settings, links: Links, regimen: Regimen) -> None:
+        self.settings = settings
+        self.links = links
+        self.regimen = regimen
+        self.templates = Templates(settings.email_templates_dir)
+        self.dkim = DkimSigner.from_settings(settings)
+        name, address = parseaddr(settings.mail_from)
+        self._from = mime.mailbox(name, address)
+        self._sender = address
+        self._domain = message_id_domain(address.rpartition("@")[2], settings.base_url)
+        self._cache: dict[MailKind, Rendered] = {}
+        self._subjects: dict[MailKind, str] = {}
+
+    def compose(self, kind: MailKind, subscriber: Subscriber, key: str) -> Outgoing:
+        links = {name: self.links.for_subscriber(purpose, subscriber)
+                 for name, purpose in LINKS[kind].items()}
+        rendered = self._rendered(kind).with_links(links)
+        recipient = wire_address(subscriber.email)
+        headers = [
+            ("From", self._from),
+            # A non-ASCII local part has no ASCII form: it stays UTF-8 (RFC 6532), and the
+            # transport sends the mail with SMTPUTF8 or not at all.
+            ("To", recipient),
+            ("Subject", self._subjects[kind]),
+            ("Date", format_datetime(utcnow())),
+            ("Message-ID", f"<{key}@{self._domain}>"),
+        ]
+        if "unsubscribe_url" in links:
+            # RFC 8058: an https link the mailbox provider can POST to, no cookies, no page.
+            headers += [("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
+                        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        data = mime.multipart_alternative(headers, rendered.text, rendered.html,
+                                          boundary=f"=_{key}")
+        if self.dkim is not None:
+            present = [name for name, _ in headers] + ["MIME-Version", "Content-Type"]
+            data = self.dkim.sign(data, present) + data
+        return Outgoing(data=data, sender=self._sender, recipient=recipient)
+
+    def _rendered(self, kind: MailKind) -> Rendered:
+        """Each kind is rendered (and its CSS inlined) once, with placeholders where the
+        reader's own links go: per mail, only the links are filled in."""
+        if kind not in self._cache:
+            placeholders = {name: _placeholder(name) for name in LINKS[kind]}
+            self._cache[kind] = self.templates.render(kind.value, self._context(kind,
+                                                                                placeholders))
+            self._subjects[kind] = mime.header_value(self._cache[kind].subject)
+        return self._cache[kind]
+
+    def _context(self, kind: MailKind, links: dict[str, str]) -> MailContext:
+        common = {"author": self.regimen.author, "site_name": self.regimen.site_name,
+                  "site_url": self.regimen.site_url, "regimen_title": self.regimen.title}
+        if kind is MailKind.REGIMEN:
+            return RegimenContext(**common, first_exercise=self.regimen.exercises()[0].title,
+                                  regimen_url=links["regimen_url"],
+                                  unsubscribe_url=links["unsubscribe_url"],
+                                  erase_url=links["erase_url"])
+        valid_days = max(1, self.settings.confirm_max_age.days)
+        if kind is MailKind.REMINDER:
+            return ReminderContext(**common, confirm_url=links["confirm_url"],
+                                   valid_days=valid_days,
+                                   asked_ago=time_ago(self.settings.reminder_after))
+        return ConfirmContext(**common, confirm_url=links["confirm_url"], valid_days=valid_days)
+
+
+# The links of each mail that belong to one reader, and the token purpose of each.
+LINKS: dict[MailKind, dict[str, Purpose]] = {
+    MailKind.CONFIRM: {"confirm_url": Purpose.CONFIRM},
+    MailKind.REMINDER: {"confirm_url": Purpose.CONFIRM},
+    MailKind.REGIMEN: {"regimen_url": Purpose.REGIMEN, "unsubscribe_url": Purpose.UNSUBSCRIBE,
+                       "erase_url": Purpose.ERASE},
+}
+
+
+def _placeholder(name: str) -> str:
+    # Letters only: unchanged by HTML escaping, CSS inlining and line wrapping alike.
+    return f"REGIMENLINK{name.replace('_', '').upper()}REGIMENLINK"
+
+
+def time_ago(delta: timedelta) -> str:
+    """`delta` in words, in the largest unit that says it exactly ("a day ago", "36 hours ago"):
+    the reminder goes out once this long has passed since the signup, or a little later."""
+    minutes = round(delta.total_seconds() / 60)
+    for unit, size in (("day", 24 * 60), ("hour", 60), ("minute", 1)):
+        if minutes >= size and minutes % size == 0:
+            count = minutes // size
+            if count == 1:
+                return f"{'an' if unit == 'hour' else 'a'} {unit} ago"
+            return f"{count} {unit}s ago"
+    return "a moment ago"
+
+
+# Top-level names that no public host has (RFC 2606, 6761, 6762, 8375 and private habits):
+# rspamd scores a Message-ID ending in one (MID_RHS_NOT_FQDN), as in the default sender's
+# regimen@localhost.
+NOT_PUBLIC = {"localhost", "local", "localdomain", "test", "invalid", "example", "internal",
+              "lan", "home", "corp", "onion", "arpa"}
+
+
+def is_public_domain(domain: str) -> bool:
+    labels = domain.lower().rstrip(".").split(".")
+    return len(labels) > 1 and labels[-1] not in NOT_PUBLIC and not labels[-1].isdigit()
+
+
+def message_id_domain(sender_domain: str, base_url: str) -> str:
+    """The sender's domain, or the site's host when only that is a public one."""
+    if is_public_domain(sender_domain):
+        return sender_domain
+    host = urlsplit(base_url).hostname or ""
+    return host if is_public_domain(host) else sender_domain
+
+
+def wire_address(address: str) -> str:
+    """The address as it goes on the envelope and in To: the domain in its ASCII (IDNA) form,
+    which every server takes; the local part as the reader typed it."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        # The form checks addresses with email_validator: the same IDNA rules (2008, UTS 46).
+        ascii_domain = validate_email(address, check_deliverability=False).ascii_domain
+    except EmailNotValidError as exc:
+        raise PermanentFailure(f"cannot write {address} for sending: {exc}") from exc
+    return f"{local}@{ascii_domain}"

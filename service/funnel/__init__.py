@@ -1,0 +1,1 @@
+"""The author's numbers: events readers cause and the statistics built from them."""

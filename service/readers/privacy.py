@@ -1,0 +1,101 @@
+"""A reader's personal data: everything we hold about them, forgetting them on request, and
+not keeping signups that were never confirmed.
+
+Like the rest of the domain, these take the caller's session and only flush.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.core.database import rowcount
+from service.core.models import (
+    Consent,
+    ErasedAddress,
+    Event,
+    OutboxMessage,
+    Subscriber,
+    SubscriberStatus,
+)
+
+
+def address_hash(secret: str, email: str) -> str:
+    return hmac.new(secret.encode(), b"erased:" + email.encode(), hashlib.sha256).hexdigest()
+
+
+async def export(session: AsyncSession, email: str) -> dict[str, Any] | None:
+    """Everything held about one (normalised) address, as plain JSON-ready data."""
+    reader = await session.scalar(select(Subscriber).where(Subscriber.email == email))
+    if reader is None:
+        return None
+    consents = await session.scalars(
+        select(Consent).where(Consent.subscriber_id == reader.id).order_by(Consent.id))
+    mails = await session.scalars(
+        select(OutboxMessage).where(OutboxMessage.subscriber_id == reader.id)
+        .order_by(OutboxMessage.id))
+    events = await session.scalars(
+        select(Event).where(Event.subscriber_id == reader.id).order_by(Event.id))
+    return {
+        "email": reader.email,
+        "status": reader.status.value,
+        "signed_up_at": _when(reader.created_at),
+        "confirmed_at": _when(reader.confirmed_at),
+        "unsubscribed_at": _when(reader.unsubscribed_at),
+        "reminded_at": _when(reader.reminded_at),
+        "suppressed": {"at": _when(reader.suppressed_at), "reason": reader.suppressed_reason}
+        if reader.suppressed_at else None,
+        "consents": [{
+            "signed_up_at": _when(c.signed_up_at), "signup_ip": c.signup_ip,
+            "signup_user_agent": c.signup_user_agent, "source_url": c.source_url,
+            "consent_text_version": c.consent_text_version,
+            "confirmed_at": _when(c.confirmed_at), "confirm_ip": c.confirm_ip,
+            "confirm_user_agent": c.confirm_user_agent,
+        } for c in consents],
+        "mails": [{"kind": m.kind.value, "status": m.status.value,
+                   "queued_at": _when(m.created_at), "sent_at": _when(m.sent_at)}
+                  for m in mails],
+        "events": [{"kind": e.kind.value, "exercise": e.exercise, "at": _when(e.created_at)}
+                   for e in events],
+    }
+
+
+async def erase(session: AsyncSession, reader: Subscriber, secret: str, now: datetime) -> None:
+    """Delete the reader and everything tied to them; keep only a keyed hash of the address,
+    so that importing an old list later cannot mail them."""
+    digest = address_hash(secret, reader.email)
+    if await session.get(ErasedAddress, digest) is None:
+        session.add(ErasedAddress(address_hash=digest, erased_at=now))
+    # Consents, queued mail and events go with the row (ON DELETE CASCADE).
+    await session.execute(delete(Subscriber).where(Subscriber.id == reader.id))
+    await session.flush()
+
+
+async def was_erased(session: AsyncSession, secret: str, email: str) -> bool:
+    return await session.get(ErasedAddress, address_hash(secret, email)) is not None
+
+
+async def forget_unconfirmed(session: AsyncSession, now: datetime,
+                             retention: timedelta) -> int:
+    """Delete readers who signed up but never confirmed, once their latest signup is older
+    than `retention`: we have no permission to keep their address."""
+    recent = (select(Consent.subscriber_id).group_by(Consent.subscriber_id)
+              .having(func.max(Consent.signed_up_at) > now - retention))
+    result = await session.execute(
+        delete(Subscriber)
+        .where(Subscriber.status == SubscriberStatus.PENDING,
+               Subscriber.confirmed_at.is_(None),
+               Subscriber.created_at <= now - retention,
+               Subscriber.id.not_in(recent))
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result)
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,0 +1,215 @@
+"""The reader's states and how they move: subscribe, confirm, unsubscribe.
+
+Every function takes the caller's session and only flushes; the caller commits. Mail is never
+sent here, only queued in the outbox within the same transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from service.abuse.mail_budget import MailBudget, MailWindow
+from service.core.bulk import among, insert_rows
+from service.core.models import Consent, MailKind, Subscriber, SubscriberStatus, table_of
+from service.core.outbox import cancel_queued, queue_mail, queue_mails
+from service.readers.tokens import Claims
+
+
+@dataclass(frozen=True)
+class RequestOrigin:
+    """Where a click came from, kept as consent evidence."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+class UnknownSubscriber(Exception):
+    """The link names nobody we hold, or a token version that has since been revoked."""
+
+
+class NoLongerPending(Exception):
+    """A confirmation link for a reader who has since unsubscribed."""
+
+
+@dataclass(frozen=True)
+class Signup:
+    """One submission of the form, already checked: the normalised address and where it came
+    from."""
+
+    email: str
+    origin: RequestOrigin
+    source_url: str | None
+    # A fingerprint of the wording the reader saw and agreed to, kept with their consent.
+    consent_version: str
+
+
+def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
+              mail_windows: Sequence[MailWindow] = ()) -> None:
+    """Start (or restart) the double opt-in for each signup, in order.
+
+    A handful of statements however many signups there are, so that the signups of concurrent
+    requests can be written together (service.readers.writer). Plain, not async: the writer runs
+    it on a thread in one hand-off, where each statement of an async session would wait for its turn
+    on the busy event loop. The caller answers the same whatever happens here, so nobody learns
+    who is subscribed.
+    """
+    emails = {item.email for item in signups}
+    readers = _reader_states(session, emails)
+    # Only readers we already held can have been mailed lately.
+    budget = MailBudget.load(session, {reader.id for reader in readers.values()},
+                             mail_windows, now)
+    if missing := emails - readers.keys():
+        readers |= _create_pending(session, missing, now)
+    reopened: set[int] = set()
+    consents: list[dict[str, object]] = []
+    mails: list[tuple[int, MailKind]] = []
+    for item in signups:
+        reader = readers[item.email]
+        if reader.suppressed_at is not None or not budget.spend(reader.id):
+            # Bounced or complained (never mailed again), or mailed too often lately: nothing
+            # happens, and the caller's answer does not show it.
+            continue
+        if reader.status is SubscriberStatus.CONFIRMED:
+            # Readers lose mails: a confirmed reader signing up again gets the regimen again.
+            mails.append((reader.id, MailKind.REGIMEN))
+            continue
+        if reader.status is SubscriberStatus.UNSUBSCRIBED:
+            reopened.add(reader.id)
+        consents.append({
+            "subscriber_id": reader.id, "signed_up_at": now, "signup_ip": item.origin.ip,
+            "signup_user_agent": item.origin.user_agent, "source_url": item.source_url,
+            "consent_text_version": item.consent_version,
+        })
+        mails.append((reader.id, MailKind.CONFIRM))
+    if reopened:
+        session.execute(update(Subscriber).where(Subscriber.id.in_(reopened))
+                        .values(status=SubscriberStatus.PENDING))
+    if consents:
+        insert_rows(session, table_of(Consent), consents)
+    queue_mails(session, mails)
+
+
+async def confirm(
+    session: AsyncSession, claims: Claims, origin: RequestOrigin, now: datetime,
+) -> Subscriber:
+    """Record the reader's confirmation and queue the regimen mail; confirming twice does
+    nothing more than confirming once."""
+    subscriber = await subscriber_for(session, claims)
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        return subscriber
+    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+        raise NoLongerPending()
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = now
+    consent = await session.scalar(
+        select(Consent).where(Consent.subscriber_id == subscriber.id)
+        .order_by(Consent.id.desc()).limit(1)
+    )
+    if consent is not None:
+        consent.confirmed_at = now
+        consent.confirm_ip = origin.ip
+        consent.confirm_user_agent = origin.user_agent
+    await queue_mail(session, subscriber, MailKind.REGIMEN)
+    return subscriber
+
+
+async def resend(session: AsyncSession, claims: Claims, now: datetime,
+                 mail_windows: Sequence[MailWindow] = ()) -> None:
+    """For a reader holding an expired confirmation link: a fresh confirmation if they are
+    still pending, the regimen again if they confirmed meanwhile; nothing if they left. The
+    per-address limit holds here too: the button can be pressed again and again."""
+    subscriber = await subscriber_for(session, claims)
+    budget = await session.run_sync(MailBudget.load, {subscriber.id}, mail_windows, now)
+    if not budget.spend(subscriber.id):
+        return
+    if subscriber.status is SubscriberStatus.PENDING:
+        await queue_mail(session, subscriber, MailKind.CONFIRM)
+    elif subscriber.status is SubscriberStatus.CONFIRMED:
+        await queue_mail(session, subscriber, MailKind.REGIMEN)
+
+
+async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime) -> None:
+    subscriber = await subscriber_for(session, claims)
+    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+        return
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at = now
+    await cancel_queued(session, subscriber.id)
+
+
+async def subscriber_for(session: AsyncSession, claims: Claims) -> Subscriber:
+    subscriber = await session.scalar(
+        select(Subscriber).where(Subscriber.public_id == claims.public_id)
+    )
+    if subscriber is None or subscriber.token_version != claims.version:
+        raise UnknownSubscriber()
+    return subscriber
+
+
+async def _by_email(session: AsyncSession, email: str) -> Subscriber | None:
+    return await session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
+class _ReaderState(NamedTuple):
+    id: int
+    status: SubscriberStatus
+    suppressed_at: datetime | None
+
+
+def _reader_states(session: Session, emails: set[str]) -> dict[str, _ReaderState]:
+    rows = session.execute(
+        select(Subscriber.email, Subscriber.id, Subscriber.status, Subscriber.suppressed_at)
+        .where(among(session, Subscriber.email, emails))
+    )
+    return {email: _ReaderState(id_, status, suppressed_at)
+            for email, id_, status, suppressed_at in rows}
+
+
+def _create_pending(session: Session, emails: set[str],
+                    now: datetime) -> dict[str, _ReaderState]:
+    """New pending readers for these addresses, and the state of each."""
+    # Another process may insert one of these a moment before us: it is skipped here and read
+    # back below, instead of failing the whole batch on the unique address. Sorted, so that two
+    # processes inserting the same addresses take their locks in the same order.
+    table = table_of(Subscriber)
+    inserted = insert_rows(session, table, [
+        {"email": email, "status": SubscriberStatus.PENDING, "created_at": now}
+        for email in sorted(emails)], returning=[table.c.email, table.c.id],
+        skip_duplicates_of="email")
+    created = {email: _ReaderState(id_, SubscriberStatus.PENDING, None)
+               for email, id_ in inserted}
+    if raced := emails - created.keys():
+        created |= _reader_states(session, raced)
+    return created
+
+
+class SuppressionReason(enum.StrEnum):
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+
+
+async def suppress(
+    session: AsyncSession, email: str, reason: SuppressionReason, now: datetime,
+) -> bool:
+    """Never mail this (normalised) address again: a hard bounce or a spam complaint; a
+    complaint also unsubscribes. Returns whether the address was known."""
+    subscriber = await _by_email(session, email)
+    if subscriber is None:
+        return False
+    if subscriber.suppressed_at is None:
+        subscriber.suppressed_at = now
+        subscriber.suppressed_reason = reason.value
+    if reason is SuppressionReason.COMPLAINT and \
+            subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = now
+    await cancel_queued(session, subscriber.id)
+    return True

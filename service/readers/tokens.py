@@ -1,0 +1,88 @@
+"""Signed links. One salt per purpose, so a token made for one route is refused by the others.
+
+A token carries the subscriber's random public id and their token version, never the address
+or the row id. Keys come newest first; every key still verifies, only the newest signs.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+
+class Purpose(enum.StrEnum):
+    CONFIRM = "confirm"
+    REGIMEN = "regimen"
+    UNSUBSCRIBE = "unsubscribe"
+    ERASE = "erase"
+
+
+@dataclass(frozen=True)
+class Claims:
+    public_id: str
+    version: int
+
+
+class InvalidToken(Exception):
+    """Tampered, made for another purpose, or signed with a key we no longer hold."""
+
+
+class ExpiredToken(Exception):
+    """Genuine but too old; `claims` says whose it was, so a fresh link can be offered."""
+
+    def __init__(self, claims: Claims) -> None:
+        super().__init__("token expired")
+        self.claims = claims
+
+
+class Tokens:
+    def __init__(self, secret_keys: list[str]) -> None:
+        if not secret_keys:
+            raise ValueError("at least one secret key is needed")
+        # itsdangerous signs with the last key of the list; ours come newest first.
+        keys = list(reversed(secret_keys))
+        self._serializers = {
+            purpose: URLSafeTimedSerializer(keys, salt=f"regimen.{purpose.value}")
+            for purpose in Purpose
+        }
+        self._form = URLSafeTimedSerializer(keys, salt="regimen.form")
+
+    def form_stamp(self) -> str:
+        """A signed 'this form was shown now', for the hosted form's hidden field."""
+        return str(self._form.dumps(0))
+
+    def form_age(self, stamp: str) -> float | None:
+        """Seconds since the stamp was made; None if it is not one of ours."""
+        try:
+            _, made = self._form.loads(stamp, return_timestamp=True)
+        except BadSignature:
+            return None
+        age: float = (datetime.now(UTC) - made).total_seconds()
+        return age
+
+    def make(self, purpose: Purpose, claims: Claims) -> str:
+        return str(self._serializers[purpose].dumps([claims.public_id, claims.version]))
+
+    def read(self, purpose: Purpose, token: str, max_age: timedelta | None = None) -> Claims:
+        serializer = self._serializers[purpose]
+        try:
+            payload = serializer.loads(
+                token, max_age=int(max_age.total_seconds()) if max_age is not None else None)
+        except SignatureExpired as exc:
+            # The signature was checked before the age, so the payload is genuine.
+            if exc.payload is None:
+                raise InvalidToken() from None
+            raise ExpiredToken(_claims(serializer.load_payload(exc.payload))) from None
+        except BadSignature:
+            raise InvalidToken() from None
+        return _claims(payload)
+
+
+def _claims(payload: object) -> Claims:
+    match payload:
+        case [str(public_id), int(version)]:
+            return Claims(public_id, version)
+    raise InvalidToken()

@@ -1,0 +1,131 @@
+"""The author's cockpit: `/admin` (the funnel, its chart, sources, exercises, the outbox) and
+`/admin/funnel.csv`, behind HTTP basic auth with REGIMEN_ADMIN_PASSWORD; absent when unset.
+
+The chart is inline SVG drawn here on the server: no script, no inline style (the CSP forbids
+both); its colours come from classes in style.css.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from service.core.models import utcnow
+from service.funnel import stats
+from service.web.dependencies import PasswordOnly, Refusal, RuntimeDep, password_protected
+from service.web.pages import PRIVATE_HEADERS, render
+from service.web.schemas import CRASHED, PLAIN, TEXT, WRONG_TOO_OFTEN, Answers, error, page
+
+
+def _refuse(status: int) -> Exception:
+    if status == 404:
+        return HTTPException(404)  # off: the usual not-found page, as for any other path
+    return Refusal(Response(
+        "Sign in with the password in REGIMEN_ADMIN_PASSWORD.\n", status_code=401,
+        media_type="text/plain",
+        headers={"WWW-Authenticate": 'Basic realm="regimen admin", charset="UTF-8"',
+                 **PRIVATE_HEADERS}))
+
+
+ADMIN = PasswordOnly("admin", "REGIMEN_ADMIN_PASSWORD")
+router = APIRouter(
+    default_response_class=Response, responses=CRASHED,
+    dependencies=[password_protected(ADMIN, lambda settings: settings.admin_password,
+                                     _refuse)],
+)
+
+PERIODS = (7, 30, 90, 365)
+Days = Annotated[int, Query(ge=1, le=366, description="The period to report on, in days.")]
+OFF = "Off (404) until REGIMEN_ADMIN_PASSWORD is set."
+REFUSALS: Answers = {
+    400: error("`days` is not a whole number from 1 to 366."),
+    401: {"description": "The password is wrong or missing.",
+          "content": {PLAIN: {"schema": TEXT}},
+          "headers": {"WWW-Authenticate": {"required": True, "schema": TEXT}}},
+    404: error("The cockpit is off."),
+    429: WRONG_TOO_OFTEN,
+}
+
+
+@router.get("/admin", summary="For the author: the funnel, sources, exercises and the outbox",
+            description=OFF,
+            responses={200: page("The cockpit for the last `days` days."), **REFUSALS})
+async def admin_page(request: Request, runtime: RuntimeDep, days: Days = 30) -> Response:
+    async with runtime.db.transaction() as session:
+        report = await stats.report(session, runtime.regimen, utcnow(), days,
+                                    runtime.settings.scanner_window)
+    return render(request, "admin.html", runtime.regimen, private=True, report=report,
+                  chart=chart(report.days), periods=PERIODS, days=days, percent=stats.percent)
+
+
+@router.get(
+    "/admin/funnel.csv", summary="For the author: the daily funnel as CSV", description=OFF,
+    responses={200: {"description": "One row a day.", "content": {"text/csv": {"schema": TEXT}},
+                     "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}},
+               **REFUSALS},
+)
+async def funnel_csv(runtime: RuntimeDep, days: Days = 30) -> Response:
+    async with runtime.db.transaction() as session:
+        report = await stats.funnel(session, utcnow(), days, runtime.settings.scanner_window)
+    return Response(funnel_as_csv(report), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="funnel-{days}d.csv"', **PRIVATE_HEADERS,
+    })
+
+
+def funnel_as_csv(report: stats.Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(stats.FUNNEL_COLUMNS)
+    writer.writerows(day.row() for day in report.days)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    css: str
+    points: str
+    total: int
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    top: int
+    left: int
+    bottom: int
+    peak: int
+    series: list[Series]
+    first_day: str
+    last_day: str
+
+
+SERIES = (("signups", "Signed up", "s-signups"),
+          ("confirm_page_opened", "Opened the confirm page", "s-opened"),
+          ("confirmed", "Confirmed", "s-confirmed"),
+          ("regimen_opened", "Opened the regimen", "s-regimen"),
+          ("exercise_clicks", "Exercise links clicked", "s-clicks"))
+
+
+def chart(days: list[stats.Day], width: int = 720, height: int = 260) -> Chart:
+    """One polyline per funnel step, days along x, a shared y scale from 0 to the peak."""
+    left, right, top, bottom = 44, 8, 10, height - 28
+    peak = max([1, *(getattr(d, attr) for d in days for attr, _, _ in SERIES)])
+    step = (width - left - right) / max(len(days) - 1, 1)
+    series = []
+    for attribute, name, css in SERIES:
+        values = [getattr(d, attribute) for d in days]
+        points = " ".join(
+            f"{left + i * step:.1f},{bottom - (bottom - top) * v / peak:.1f}"
+            for i, v in enumerate(values))
+        series.append(Series(name=name, css=css, points=points, total=sum(values)))
+    return Chart(width=width, height=height, top=top, left=left, bottom=bottom, peak=peak,
+                 series=series, first_day=days[0].day.isoformat() if days else "",
+                 last_day=days[-1].day.isoformat() if days else "")

@@ -1,0 +1,133 @@
+"""What the routes take from the request besides their own parameters: the runtime, the per-IP
+rate limits, where a request comes from, and basic auth for the author's and the mail
+providers' endpoints."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+
+from service.core.logs import mask_ip
+from service.core.settings import Settings
+from service.readers.signup import RequestOrigin
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a thread hop per request.
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def limit_per_ip(request: Request, runtime: Runtime, kind: str) -> None:
+    """Count the request against its client IP; 429 when over the limit."""
+    refused = await runtime.rate_limits.check_ip(kind, client_ip(request))
+    if refused is not None:
+        raise HTTPException(429, headers={"Retry-After": str(refused.retry_after)})
+
+
+def per_ip(kind: str) -> Any:
+    """`limit_per_ip` as a route dependency."""
+
+    async def check(request: Request, runtime: RuntimeDep) -> None:
+        await limit_per_ip(request, runtime, kind)
+
+    return Depends(check)
+
+
+def client_ip(request: HTTPConnection) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def not_locked_out(request: HTTPConnection, runtime: Runtime) -> None:
+    """429 while the client's IP has sent too many wrong passwords lately, even with the right
+    one now: otherwise a guesser would learn which guess was right."""
+    refused = await runtime.rate_limits.refusal("auth", client_ip(request))
+    if refused is not None:
+        raise HTTPException(429, headers={"Retry-After": str(refused.retry_after)})
+
+
+async def count_wrong_password(request: HTTPConnection, runtime: Runtime) -> None:
+    """One failure against the client's IP (shared by every process through the limits
+    storage), and one log line."""
+    ip = client_ip(request)
+    await runtime.rate_limits.check_ip("auth", ip)
+    log.warning("refused wrong or missing credentials for %s from %s", request.url.path,
+                mask_ip(ip))
+
+
+def origin_of(request: Request) -> RequestOrigin:
+    user_agent = request.headers.get("user-agent")
+    return RequestOrigin(
+        ip=request.client.host if request.client else None,
+        user_agent=user_agent[:512] if user_agent else None,
+    )
+
+
+class Refusal(Exception):
+    """A dependency's own answer in place of the route's: a dependency can only raise, and
+    app.py sends the response as it is."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class PasswordOnly(HTTPBasic):
+    """HTTP basic auth where only the password counts, any user name.
+
+    FastAPI's own HTTPBasic answers a malformed header with its 401 even with auto_error off,
+    which would bypass each endpoint's own refusal, and decodes only ASCII, where the admin
+    realm asks browsers for UTF-8: so the header is read here, and anything unreadable is no
+    credentials at all."""
+
+    def __init__(self, name: str, setting: str) -> None:
+        super().__init__(scheme_name=name, auto_error=False,
+                         description=f"Any user name; the password is {setting}.")
+
+    async def __call__(  # type: ignore[override]  # as HTTPBasic's own
+            self, request: HTTPConnection) -> HTTPBasicCredentials | None:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except ValueError:  # not base64, or not UTF-8
+            return None
+        user, _, password = decoded.partition(":")
+        return HTTPBasicCredentials(username=user, password=password)
+
+
+def password_protected(scheme: PasswordOnly, password: Callable[[Settings], str],
+                       refuse: Callable[[int], Exception]) -> Any:
+    """A dependency that lets through only requests with the configured password:
+    `refuse(404)` when none is configured (the endpoint is off), `refuse(401)` when the
+    request's is wrong or missing. Compared in constant time."""
+
+    # A default, not an Annotated type: annotations are strings here, and `scheme` is local.
+    async def check(request: Request, runtime: RuntimeDep,
+                    credentials: HTTPBasicCredentials | None = Depends(scheme)) -> None:
+        expected = password(runtime.settings)
+        if not expected:
+            raise refuse(404)
+        await not_locked_out(request, runtime)
+        if credentials is None or not secrets.compare_digest(credentials.password.encode(),
+                                                             expected.encode()):
+            await count_wrong_password(request, runtime)
+            raise refuse(401)
+
+    return Depends(check)

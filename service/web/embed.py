@@ -1,0 +1,86 @@
+"""The form a blog author pastes into a post, the page that hands it out, and embed.js.
+
+The snippet is a plain HTML form that works with JavaScript off: the form posts to
+/subscribe, which redirects back to the post (when its origin is one of
+REGIMEN_ALLOWED_ORIGINS) where the snippet's own CSS shows "check your inbox" through
+`:target`. The optional script sends the same form with fetch so the reader never leaves the
+post.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from service.abuse.bots import Captcha
+from service.core.urls import web_origin
+from service.web.dependencies import RuntimeDep
+from service.web.pages import render, templates
+from service.web.schemas import CRASHED, JAVASCRIPT, PLAIN, TEXT, error, page
+
+router = APIRouter(default_response_class=Response, responses=CRASHED)
+
+EMBED_JS = Path(__file__).parent / "static" / "embed.js"
+# The element of the snippet that says "check your inbox"; a redirect back to the post targets it.
+SENT_ANCHOR = "regimen-signup-sent"
+MAX_SOURCE_LENGTH = 2048
+
+
+def snippet(base_url: str, source: str = "", captcha: Captcha | None = None) -> str:
+    """What `regimen embed` prints and the author page shows, ready to paste; with the
+    CAPTCHA's widget when one is configured, since every signup must then pass it."""
+    return templates.get_template("_embed.html").render(
+        base_url=base_url, source=source, sent_anchor=SENT_ANCHOR, captcha=captcha,
+    ).strip() + "\n"
+
+
+def back_to_post(source: str | None, allowed_origins: list[str]) -> str | None:
+    """Where a form signup from a blog post returns to: the post, with the snippet's message
+    in view. Only to an allowed blog, so /subscribe is no open redirect."""
+    if not source or web_origin(source) not in allowed_origins:
+        return None
+    return source.split("#", 1)[0] + "#" + SENT_ANCHOR
+
+
+@router.get(
+    "/embed.js", summary="The snippet's optional script",
+    responses={
+        200: {"description": "The script.", "content": {JAVASCRIPT: {"schema": TEXT}}},
+        206: {"description": "The ranges asked for.",
+              "content": {JAVASCRIPT: {"schema": TEXT}, "multipart/byteranges": {"schema": TEXT}}},
+        400: {"description": "A malformed `Range` header.", "content": {PLAIN: {"schema": TEXT}}},
+        416: {"description": "A `Range` outside the script.",
+              "content": {PLAIN: {"schema": TEXT}}},
+    },
+    # FileResponse reads the header itself.
+    openapi_extra={"parameters": [{"name": "Range", "in": "header", "required": False,
+                                   "schema": {"type": "string", "examples": ["bytes=0-99"]}}]},
+)
+async def embed_js() -> Response:
+    # Loaded by <script src> from the blog; a script needs no CORS, only the right type.
+    return FileResponse(EMBED_JS, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get(
+    "/embed", summary="For blog authors: the snippet to paste into a post",
+    responses={200: page("The snippet, and whether the post's blog is set up."),
+               400: error(f"`source` is over {MAX_SOURCE_LENGTH} characters.")},
+)
+async def author_page(
+    request: Request, runtime: RuntimeDep,
+    source: Annotated[str, Query(max_length=MAX_SOURCE_LENGTH,
+                                 description="The blog post's address, written into the "
+                                             "snippet.")] = "",
+) -> Response:
+    settings = runtime.settings
+    post_origin = web_origin(source.strip())
+    source = source.strip() if post_origin else ""
+    return render(request, "embed.html", runtime.regimen, private=True, source=source,
+                  snippet=snippet(settings.base_url, source, runtime.captcha),
+                  post_origin=post_origin,
+                  origin_allowed=post_origin in settings.allowed_origins,
+                  origins=", ".join(settings.allowed_origins))

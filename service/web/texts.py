@@ -1,0 +1,232 @@
+"""Every word a reader sees on a page, in one place: change the wording here and nowhere else.
+
+Templates reach these as `t` (e.g. `t.confirm.button`); the mails have their own wording in
+email_templates/. `{author}` and `{program}` are filled in from the content file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from service.readers.addresses import MAX_LENGTH, InvalidAddress, Problem
+
+
+@dataclass(frozen=True)
+class FormText:
+    label: str = "Your email address"
+    placeholder: str = "you@example.com"
+    button: str = "Send me the free regimen"
+    fine_print: str = ("We first email you to ask permission. Nothing else is sent until you "
+                       "say yes.")
+    # The honeypot's label: people never see it, and a screen reader skips hidden fields.
+    honeypot: str = "Leave this field empty"
+    sent_heading: str = "Check your inbox."
+    sent_text: str = ("We have emailed you to ask for permission. Open that email and press "
+                      "“Yes, send me the regimen”.")
+
+
+@dataclass(frozen=True)
+class SignupText:
+    lead: str = ("Free, from {author}. Enter your email address and we will send you the link "
+                 "to your regimen page: every exercise in order, with its video tutorial.")
+
+
+@dataclass(frozen=True)
+class CheckInboxText:
+    title: str = "Check your inbox"
+    heading: str = "Check your inbox"
+    lead: str = "We have sent you an email asking for permission to mail you the regimen."
+    steps: tuple[str, ...] = (
+        "Open the email from {author}.",
+        "Press “Yes, send me the regimen”.",
+        "The link to your regimen page arrives right after.",
+    )
+    fine_print: str = ("Nothing there in a few minutes? Look in your spam or promotions folder. "
+                       "If you ignore the email, we will not write to you again.")
+
+
+@dataclass(frozen=True)
+class ConfirmText:
+    title: str = "Confirm your address"
+    heading: str = "One click, and your regimen is on its way"
+    button: str = "Yes, send me the regimen"
+
+
+@dataclass(frozen=True)
+class ConfirmedText:
+    title: str = "Confirmed"
+    heading: str = "Thank you, you're confirmed"
+    lead: str = "Your regimen is ready, and we have also emailed you the link to keep."
+    button: str = "Open my regimen"
+
+
+@dataclass(frozen=True)
+class RegimenText:
+    advice_heading: str = "How to use this regimen"
+    advice: tuple[str, ...] = (
+        "Read the whole regimen through once, without trying to remember it.",
+        "Then start with Unit 1, with its first exercise, and go on in order.",
+    )
+    start_here_free: str = "Start here — free"
+    start_here: str = "Start here"
+    watch: str = "Watch the free video"
+    buy: str = "Get it in {program}"
+    keep: str = "This page is yours: keep the email with its link, or bookmark this page."
+    unsubscribe: str = "Stop emails"
+
+
+@dataclass(frozen=True)
+class UnsubscribeText:
+    title: str = "Unsubscribe"
+    heading: str = "Stop emails from {author}?"
+    lead: str = "Your regimen page keeps working either way."
+    button: str = "Unsubscribe"
+
+
+@dataclass(frozen=True)
+class UnsubscribedText:
+    title: str = "Unsubscribed"
+    heading: str = "You're unsubscribed"
+    lead: str = "You will get no more email from us. Your regimen link keeps working."
+
+
+@dataclass(frozen=True)
+class EraseText:
+    title: str = "Delete my data"
+    heading: str = "Delete everything {author} holds about you?"
+    lead: str = ("Your address, the record of your permission and your regimen link are deleted "
+                 "for good. You can always sign up again later.")
+    button: str = "Delete my data"
+    done_title: str = "Your data is deleted"
+    done_heading: str = "Your data is deleted"
+    done_lead: str = ("Nothing about you is kept but a scrambled fingerprint of your address, so "
+                      "that an old list can never bring it back. You will get no more email.")
+
+
+@dataclass(frozen=True)
+class ExpiredText:
+    title: str = "This link has expired"
+    heading: str = "This link has expired"
+    lead: str = "Confirmation links work for {days}. We can send you a new one."
+    button: str = "Send me a new link"
+
+
+@dataclass(frozen=True)
+class LinkText:
+    """Pages for personal links that cannot be used."""
+
+    invalid_heading: str = "This link is not valid"
+    invalid_text: str = ("It may have been cut short when it was copied. Open it straight from "
+                         "the email, or sign up again for a fresh one.")
+    unknown_heading: str = "This link no longer works"
+    unknown_text: str = ("The address it belonged to is no longer on file. You can sign up "
+                         "again to get the regimen.")
+    left_heading: str = "You unsubscribed after this email was sent"
+    left_text: str = "To get the regimen after all, sign up again."
+    signup_again: str = "Get the free regimen"
+
+
+@dataclass(frozen=True)
+class AuthorText:
+    title: str = "The form for your blog"
+    heading: str = "Put the signup form into your blog post"
+    source_label: str = "Address of your blog post"
+    source_button: str = "Make the form for this post"
+    snippet_label: str = "The form to paste"
+    steps: tuple[str, ...] = (
+        "Enter the address of the post the form goes into, and press the button above.",
+        "Copy everything in the box.",
+        "In Blogger, edit the post and switch from “Compose view” to “HTML view”.",
+        "Paste it at the end of the post, and publish.",
+    )
+    script_note: str = ("The last line (the script) is optional: with it the reader stays on "
+                        "your post after pressing the button. Without it, the form still works.")
+    origin_allowed: str = ("Readers come back to this post after they sign up: {origin} is in "
+                           "REGIMEN_ALLOWED_ORIGINS.")
+    origin_refused: str = ("{origin} is not in REGIMEN_ALLOWED_ORIGINS yet. Until it is, readers "
+                           "see this service's “check your inbox” page instead of coming back to "
+                           "your post, and the script cannot send the form.")
+    origins_list: str = "REGIMEN_ALLOWED_ORIGINS: {origins}"
+    origins_missing: str = "(not set)"
+
+
+@dataclass(frozen=True)
+class SiteText:
+    footer: str = "A free regimen from {author}"
+    back_to_blog: str = "Back to the blog"
+
+
+@dataclass(frozen=True)
+class AddressText:
+    """Why a typed address is refused, shown next to the field."""
+
+    empty: str = "Please enter your email address."
+    control: str = "An email address cannot contain line breaks or control characters."
+    too_long: str = "That is longer than any email address can be ({limit} characters)."
+    invalid: str = "That doesn't look like an email address: {reason}"
+    disposable: str = ("Please use an address you keep: mail to throw-away mailboxes gets lost, "
+                       "and your regimen link with it.")
+    no_mail: str = "That domain does not receive email. Please check the part after the @."
+    not_sendable: str = ("Our mail server cannot send to an address with letters beyond A to Z "
+                         "before the @. Please use another address.")
+    captcha: str = "Please complete the check below the address, then press the button again."
+
+    def explain(self, refused: InvalidAddress) -> str:
+        if refused.problem is Problem.EMPTY:
+            return self.empty
+        if refused.problem is Problem.CONTROL:
+            return self.control
+        if refused.problem is Problem.TOO_LONG:
+            return self.too_long.format(limit=MAX_LENGTH)
+        return self.invalid.format(reason=refused.detail)
+
+
+@dataclass(frozen=True)
+class Texts:
+    site: SiteText = field(default_factory=SiteText)
+    form: FormText = field(default_factory=FormText)
+    signup: SignupText = field(default_factory=SignupText)
+    check_inbox: CheckInboxText = field(default_factory=CheckInboxText)
+    confirm: ConfirmText = field(default_factory=ConfirmText)
+    confirmed: ConfirmedText = field(default_factory=ConfirmedText)
+    regimen: RegimenText = field(default_factory=RegimenText)
+    unsubscribe: UnsubscribeText = field(default_factory=UnsubscribeText)
+    unsubscribed: UnsubscribedText = field(default_factory=UnsubscribedText)
+    erase: EraseText = field(default_factory=EraseText)
+    expired: ExpiredText = field(default_factory=ExpiredText)
+    link: LinkText = field(default_factory=LinkText)
+    author: AuthorText = field(default_factory=AuthorText)
+    address: AddressText = field(default_factory=AddressText)
+
+
+TEXTS = Texts()
+
+
+def _consent_version(texts: Texts) -> str:
+    """A fingerprint of the words a reader agrees to (the form and the confirm page), stored
+    with each consent: change the wording and new consents show it, automatically."""
+    words = "\n".join([texts.form.button, texts.form.fine_print, texts.confirm.heading,
+                       texts.confirm.button])
+    return hashlib.sha256(words.encode()).hexdigest()[:12]
+
+
+CONSENT_VERSION = _consent_version(TEXTS)
+
+# The answer to a JSON signup, whatever the address's state.
+ACCEPTED_MESSAGE = "Check your inbox to confirm your address."
+
+# (heading, text) of the page for each HTTP error status.
+ERROR_TEXT: dict[int, tuple[str, str]] = {
+    400: ("This request could not be understood", "Please go back and try again."),
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Not allowed", "This page cannot be used that way."),
+    413: ("Too much data", "The form sent more than this service accepts."),
+    415: ("Unsupported form", "Send the form as a web form or as JSON."),
+    429: ("Too many tries", "Please wait a few minutes, then try again. If you have already "
+          "signed up, the email is on its way: look in your inbox."),
+    500: ("Something went wrong on our side",
+          "Please try again in a minute. If it keeps happening, let the blog's author know."),
+    503: ("Not available just now",
+          "The service cannot take this at the moment. Please try again in a minute."),
+}
