@@ -11,12 +11,13 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from service.core.settings import Settings
+from service.core.settings import PROJECT_ROOT, Settings, load_settings
 from service.readers.tokens import Claims, Purpose
 from service.runtime import build_runtime
 from service.web.app import create_app
@@ -99,3 +100,23 @@ async def app_client(settings: Settings, **changes: object) -> AsyncIterator[htt
         transport = httpx.ASGITransport(app=create_app(runtime, run_worker=False))
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield http
+
+
+def settings_for(tmp_path: Path, database_url: str, smtp_port: int) -> Settings:
+    """The tests' settings: the database and SMTP port given, the shipped regimen, and limits
+    out of the way (tests/integration/test_rate_limits.py sets the real ones)."""
+    return load_settings(
+        _env_file=None,
+        database_url=database_url,
+        data_dir=tmp_path,
+        base_url=BASE_URL,
+        secret_keys=["test-key-" + "x" * 40],
+        mail_url=f"smtp://127.0.0.1:{smtp_port}",
+        mail_from="Lawrence Gold <regimen@regimen.test>",
+        content_path=PROJECT_ROOT / "content" / "regimen.yaml",
+        # Tests sign the same addresses up many times in a second.
+        signups_per_ip="10000/minute",
+        link_opens_per_ip="10000/minute",
+        mails_per_address="10000/minute",
+        auth_failures_per_ip="10000/minute",
+    )

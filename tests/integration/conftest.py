@@ -16,10 +16,10 @@ from sqlalchemy.engine import make_url
 
 from service.core.database import Database, migrate
 from service.core.models import Base
-from service.core.settings import PROJECT_ROOT, Settings, load_settings
+from service.core.settings import Settings
 from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL, REPORT, MailSink, free_port
+from tests.helpers import BASE_URL, REPORT, MailSink, free_port, settings_for
 
 POSTGRES_URL = os.environ.get("REGIMEN_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
@@ -92,22 +92,7 @@ def smtp(smtp_port: int) -> Iterator[MailSink]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, smtp_port: int) -> Settings:
-    return load_settings(
-        _env_file=None,
-        database_url=database_url,
-        data_dir=tmp_path,
-        base_url=BASE_URL,
-        secret_keys=["test-key-" + "x" * 40],
-        mail_url=f"smtp://127.0.0.1:{smtp_port}",
-        mail_from="Lawrence Gold <regimen@regimen.test>",
-        content_path=PROJECT_ROOT / "content" / "regimen.yaml",
-        # Tests sign the same addresses up many times in a second;
-        # tests/integration/test_rate_limits.py sets the real limits.
-        signups_per_ip="10000/minute",
-        link_opens_per_ip="10000/minute",
-        mails_per_address="10000/minute",
-        auth_failures_per_ip="10000/minute",
-    )
+    return settings_for(tmp_path, database_url, smtp_port)
 
 
 @pytest.fixture

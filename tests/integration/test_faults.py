@@ -22,12 +22,12 @@ from sqlalchemy import func, select, text
 from service.core import database
 from service.core.database import Database, migrate
 from service.core.models import MailKind, OutboxMessage, OutboxStatus, WorkerHeartbeat
-from service.core.settings import PROJECT_ROOT, Settings, load_settings
+from service.core.settings import Settings
 from service.delivery.worker import Pace, Worker
 from service.readers import signup
 from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL, MailSink
+from tests.helpers import BASE_URL, MailSink, settings_for
 from tests.integration.test_outbox import READER, sign_up
 from tests.integration.throwaway import fill, postgres_cluster, small_disk
 
@@ -47,7 +47,7 @@ async def test_a_worker_listens_again_after_postgresql_restarts(
     caplog.set_level(logging.INFO)
     with postgres_cluster() as cluster:
         await asyncio.to_thread(migrate, cluster.url)
-        settings = _settings(tmp_path, cluster.url, smtp_port)
+        settings = settings_for(tmp_path, cluster.url, smtp_port)
         async with build_runtime(settings) as runtime:
             # Polling once an hour: only a notification can bring the mail out in time.
             pace = replace(Pace.from_settings(settings), poll_seconds=3600)
@@ -179,7 +179,7 @@ async def test_a_full_disk_is_a_503_and_not_ready_until_there_is_room(
     with small_disk(tmp_path / "disk", size="4M") as disk:
         url = f"sqlite+aiosqlite:///{disk / 'regimen.db'}"
         await asyncio.to_thread(migrate, url)
-        settings = _settings(tmp_path, url, smtp_port)
+        settings = settings_for(tmp_path, url, smtp_port)
         async with serving(settings) as http:
             await _eventually(lambda: _ready(http))
             fill(disk)
@@ -211,7 +211,7 @@ async def test_a_database_outage_is_a_503_and_everything_comes_back(
 ) -> None:
     with postgres_cluster() as cluster:
         await asyncio.to_thread(migrate, cluster.url)
-        settings = _settings(tmp_path, cluster.url, smtp_port)
+        settings = settings_for(tmp_path, cluster.url, smtp_port)
         async with serving(settings) as http:
             await _eventually(lambda: _ready(http))
             await asyncio.to_thread(cluster.stop, "immediate")
@@ -231,9 +231,3 @@ async def test_a_database_outage_is_a_503_and_everything_comes_back(
             [mail] = await smtp.wait_for(1, within=30)
             assert mail["To"] == "after@example.org"
 
-
-def _settings(tmp_path: Path, url: str, smtp_port: int) -> Settings:
-    return load_settings(_env_file=None, database_url=url, data_dir=tmp_path, base_url=BASE_URL,
-                         secret_keys=["test-key-" + "x" * 40],
-                         mail_url=f"smtp://127.0.0.1:{smtp_port}",
-                         content_path=PROJECT_ROOT / "content" / "regimen.yaml")

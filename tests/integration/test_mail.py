@@ -8,10 +8,11 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import dkim
 import httpx
@@ -22,7 +23,20 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from service.core.models import MailKind, Subscriber, SubscriberStatus
 from service.core.settings import PROJECT_ROOT, Settings, load_settings
 from service.runtime import Runtime, build_runtime
-from tests.helpers import REPORT, URL_PATTERN, free_port
+from tests.helpers import REPORT, URL_PATTERN, free_port, settings_for
+
+
+@pytest.fixture
+def settings(tmp_path: Path, smtp_port: int) -> Settings:
+    """Composing a mail reads no database: these run once, not once per database (a file
+    that is never opened stands in for one)."""
+    return settings_for(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", smtp_port)
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with build_runtime(settings) as built:
+        yield built
 
 
 @pytest.fixture
