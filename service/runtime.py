@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from service.abuse.bots import Blocklist, Captcha, MxCheck
 from service.abuse.ip_limits import RateLimits
 from service.abuse.mail_budget import MailWindow, mail_windows
-from service.core.content import Regimen, load_regimen
+from service.core.content import Regimen
+from service.core.content_store import ContentStore
 from service.core.database import Database
 from service.core.settings import Settings
 from service.delivery.messages import Mailer
@@ -30,7 +31,7 @@ class Runtime:
     db: Database
     tokens: Tokens
     links: Links
-    regimen: Regimen
+    content: ContentStore
     mailer: Mailer
     transport: Transport
     rate_limits: RateLimits
@@ -40,6 +41,11 @@ class Runtime:
     captcha: Captcha | None = None
     blocklist: Blocklist | None = None
     mx_check: MxCheck | None = None
+
+    @property
+    def regimen(self) -> Regimen:
+        """The regimen as served now (re-read when its file changes)."""
+        return self.content.regimen
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -60,7 +66,7 @@ class Runtime:
 
 def build_runtime(settings: Settings, transport: Transport | None = None) -> Runtime:
     """Raises ContentError when the regimen file is broken: the service must not start then."""
-    regimen = load_regimen(settings.content_path)
+    content = ContentStore(settings.content_path)
     tokens = Tokens(settings.secret_keys)
     links = Links(settings.base_url, tokens)
     db = Database(settings.database_url)
@@ -70,8 +76,8 @@ def build_runtime(settings: Settings, transport: Transport | None = None) -> Run
         db=db,
         tokens=tokens,
         links=links,
-        regimen=regimen,
-        mailer=Mailer(settings, links, regimen),
+        content=content,
+        mailer=Mailer(settings, links, content),
         transport=transport or transport_from_url(settings.mail_url, settings.data_dir,
                                                   settings.worker_concurrency),
         rate_limits=RateLimits(settings.rate_limit_storage,

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     secret_keys: CommaList = Field(default_factory=list)
     mail_url: str = "console:"
     mail_from: str = "Free Regimen <regimen@localhost>"
+    # Where readers' replies go (the author's own mailbox); none: to MAIL_FROM.
+    reply_to: str = ""
     content_path: Path = Path("content/regimen.yaml")
     allowed_origins: CommaList = Field(default_factory=list)
     trusted_proxies: str = "127.0.0.1"
@@ -168,6 +170,14 @@ class Settings(BaseSettings):
         name, address = parseaddr(value)
         if not name or "@" not in address:
             raise ValueError('must be a display name and an address: "Your Name <you@example.org>"')
+        return value
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to_is_an_address(cls, value: str) -> str:
+        if value and "@" not in parseaddr(value)[1]:
+            raise ValueError('must be an address, e.g. "you@example.org" or '
+                             '"Your Name <you@example.org>"')
         return value
 
     @model_validator(mode="after")

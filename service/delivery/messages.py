@@ -19,6 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from service.core.content import Regimen
+from service.core.content_store import ContentStore
 from service.core.models import MailKind, Subscriber, utcnow
 from service.core.settings import Settings
 from service.delivery import mime
@@ -126,15 +127,19 @@ class DkimSigner:
 class Mailer:
     """Turns an outbox row's kind and reader into a finished message."""
 
-    def __init__(self, settings: Settings, links: Links, regimen: Regimen) -> None:
+    def __init__(self, settings: Settings, links: Links, content: ContentStore) -> None:
         self.settings = settings
         self.links = links
-        self.regimen = regimen
+        self.content = content
+        # What the cached renderings were made from: an edited regimen renders them anew.
+        self._rendered_from: Regimen | None = None
         self.templates = Templates(settings.email_templates_dir)
         self.dkim = DkimSigner.from_settings(settings)
         name, address = parseaddr(settings.mail_from)
         self._from = mime.mailbox(name, address)
         self._sender = address
+        reply_name, reply_address = parseaddr(settings.reply_to)
+        self._reply_to = mime.mailbox(reply_name, reply_address) if reply_address else None
         self._domain = message_id_domain(address.rpartition("@")[2], settings.base_url)
         self._cache: dict[MailKind, Rendered] = {}
         self._subjects: dict[MailKind, str] = {}
@@ -153,6 +158,8 @@ class Mailer:
             ("Date", format_datetime(utcnow())),
             ("Message-ID", f"<{key}@{self._domain}>"),
         ]
+        if self._reply_to is not None:
+            headers.append(("Reply-To", self._reply_to))
         if "unsubscribe_url" in links:
             # RFC 8058: an https link the mailbox provider can POST to, no cookies, no page.
             headers += [("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
@@ -167,18 +174,24 @@ class Mailer:
     def _rendered(self, kind: MailKind) -> Rendered:
         """Each kind is rendered (and its CSS inlined) once, with placeholders where the
         reader's own links go: per mail, only the links are filled in."""
+        regimen = self.content.regimen
+        if regimen is not self._rendered_from:
+            self._cache.clear()
+            self._subjects.clear()
+            self._rendered_from = regimen
         if kind not in self._cache:
             placeholders = {name: _placeholder(name) for name in LINKS[kind]}
-            self._cache[kind] = self.templates.render(kind.value, self._context(kind,
-                                                                                placeholders))
+            self._cache[kind] = self.templates.render(
+                kind.value, self._context(kind, regimen, placeholders))
             self._subjects[kind] = mime.header_value(self._cache[kind].subject)
         return self._cache[kind]
 
-    def _context(self, kind: MailKind, links: dict[str, str]) -> MailContext:
-        common = {"author": self.regimen.author, "site_name": self.regimen.site_name,
-                  "site_url": self.regimen.site_url, "regimen_title": self.regimen.title}
+    def _context(self, kind: MailKind, regimen: Regimen,
+                 links: dict[str, str]) -> MailContext:
+        common = {"author": regimen.author, "site_name": regimen.site_name,
+                  "site_url": regimen.site_url, "regimen_title": regimen.title}
         if kind is MailKind.REGIMEN:
-            return RegimenContext(**common, first_exercise=self.regimen.exercises()[0].title,
+            return RegimenContext(**common, first_exercise=regimen.exercises()[0].title,
                                   regimen_url=links["regimen_url"],
                                   unsubscribe_url=links["unsubscribe_url"],
                                   erase_url=links["erase_url"])

@@ -68,7 +68,6 @@ class FailureLog:
 def add_error_pages(app: FastAPI, runtime: Runtime) -> Callable[[Request, Exception], Response]:
     """Register the pages for every failure a route may raise; return the one for a crash,
     which the request's outermost middleware answers with (service.web.middleware)."""
-    regimen = runtime.regimen
     link = TEXTS.link
     failures = FailureLog()
 
@@ -76,7 +75,7 @@ def add_error_pages(app: FastAPI, runtime: Runtime) -> Callable[[Request, Except
                    offer_signup: bool = False) -> Response:
         if wants_json(request):
             return JSONResponse({"error": heading, "detail": text}, status_code=status)
-        return render(request, "message.html", regimen, status_code=status, private=True,
+        return render(request, "message.html", runtime.regimen, status_code=status, private=True,
                       heading=heading, text=text, offer_signup=offer_signup)
 
     @app.exception_handler(HTTPException)
@@ -112,7 +111,8 @@ def add_error_pages(app: FastAPI, runtime: Runtime) -> Callable[[Request, Except
     @app.exception_handler(ExpiredToken)
     async def expired_token(request: Request, exc: ExpiredToken) -> Response:
         token = request.path_params.get("token", "")
-        return render(request, "link_expired.html", regimen, status_code=410, private=True,
+        return render(request, "link_expired.html", runtime.regimen, status_code=410,
+                      private=True,
                       action=f"/confirm/{token}/resend",
                       valid_days=max(1, runtime.settings.confirm_max_age.days))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
@@ -17,9 +18,11 @@ from service.core.models import (
     Subscriber,
     SubscriberStatus,
 )
+from service.core.settings import Settings
 from service.readers.tokens import Purpose
-from service.runtime import Runtime
-from tests.helpers import MailSink, links_in, path_of
+from service.runtime import Runtime, build_runtime
+from service.web.app import create_app
+from tests.helpers import BASE_URL, MailSink, links_in, path_of
 
 BLOG_POST = "https://blog.example/2014/sacro-iliac-joint-pain.html"
 
@@ -217,3 +220,33 @@ async def test_same_answer_for_every_state(
         "unsubscribed@example.org": MailKind.CONFIRM,
     }
     assert (await subscriber(db, "unsubscribed@example.org")).status is SubscriberStatus.PENDING
+
+
+async def test_an_edited_regimen_is_served_and_mailed_without_a_restart(
+    settings: Settings, smtp: MailSink, db: Database, tmp_path: Path,
+) -> None:
+    content = tmp_path / "regimen.yaml"
+    shipped = settings.content_path.read_text()
+    content.write_text(shipped)
+    async with build_runtime(settings.model_copy(update={"content_path": content})) as runtime:
+        runtime.content.check_every = 0  # look at every request, instead of once a second
+        app = create_app(runtime)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client:
+            content.write_text(shipped.replace("The gentle back exercise",
+                                               "The gentle back exercise, edited"))
+            assert (await client.post("/subscribe", data={"email": "edit@example.org"})
+                    ).status_code == 303
+            [confirm_mail] = await smtp.wait_for(1)
+            confirm = path_of(links_in(confirm_mail)[0])
+            await client.post(confirm)
+            [_, regimen_mail] = await smtp.wait_for(2)
+            assert "The gentle back exercise, edited" in regimen_mail.get_body(
+                ("plain",)).get_content()
+            regimen = path_of(next(link for link in links_in(regimen_mail) if "/r/" in link))
+            assert "The gentle back exercise, edited" in (await client.get(regimen)).text
+            # A broken edit: the page keeps its content instead of failing.
+            content.write_text(shipped.replace("units:", "unitz:"))
+            page = await client.get(regimen)
+            assert page.status_code == 200
+            assert "The gentle back exercise, edited" in page.text

@@ -142,9 +142,14 @@ LONG_TITLE = "Self-relief regimen for sacro-iliac joint pain, lower back pain an
 ])
 @pytest.mark.parametrize("kind", list(MailKind))
 def test_header_lines_are_folded_to_78(settings: Settings, reader: Subscriber, mail_from: str,
-                                       title: str, kind: MailKind) -> None:
-    runtime = build_runtime(settings.model_copy(update={"mail_from": mail_from}))
-    runtime.mailer.regimen = runtime.regimen.model_copy(update={"title": title})
+                                       title: str, kind: MailKind, tmp_path: Path) -> None:
+    content = tmp_path / "regimen.yaml"
+    shipped = settings.content_path.read_text()
+    content.write_text(shipped.replace(
+        'title: "Self-relief regimen for sacro-iliac joint pain"', f'title: "{title}"', 1))
+    runtime = build_runtime(settings.model_copy(update={"mail_from": mail_from,
+                                                        "content_path": content}))
+    assert runtime.regimen.title == title
     data = runtime.mailer.compose(kind, reader, key="0123abcd").data
     head = data.partition(b"\r\n\r\n")[0]
     for line in head.split(b"\r\n"):
@@ -159,6 +164,15 @@ def test_header_lines_are_folded_to_78(settings: Settings, reader: Subscriber, m
     assert message["From"].addresses[0].display_name == mail_from.partition(" <")[0]
     if kind is MailKind.REGIMEN:
         assert str(message["Subject"]) == f"Your free regimen: {title}"
+
+
+@pytest.mark.parametrize("kind", list(MailKind))
+def test_replies_reach_the_author_when_reply_to_is_set(settings: Settings, reader: Subscriber,
+                                                       kind: MailKind) -> None:
+    assert "Reply-To" not in compose(build_runtime(settings), kind, reader)
+    author = settings.model_copy(update={"reply_to": "Lawrence Gold <lawrence@regimen.test>"})
+    message = compose(build_runtime(author), kind, reader)
+    assert message["Reply-To"] == "Lawrence Gold <lawrence@regimen.test>"
 
 
 def test_confirmation_says_who_why_and_what_if_ignored(

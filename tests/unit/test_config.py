@@ -127,6 +127,7 @@ def test_production_lists_every_problem_at_once(monkeypatch: pytest.MonkeyPatch)
     ("REGIMEN_AUTH_FAILURES_PER_IP", "often", "10/minute;50/hour"),
     ("REGIMEN_WORKER_LEASE", "1", "greater than or equal to 5 seconds"),
     ("REGIMEN_RETRY_FOR", "three days", "valid timedelta"),
+    ("REGIMEN_REPLY_TO", "the author", "must be an address"),
 ])
 def test_bad_values_name_their_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
                                         value: str, reason: str) -> None:
