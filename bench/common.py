@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.core.database import migrate
+from service.core.migrations import migrate
 from service.core.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,7 +34,7 @@ from bench.common import (  # noqa: E402
     free_port,
     save_result,
 )
-from service.core.database import migrate  # noqa: E402
+from service.core.migrations import migrate  # noqa: E402
 from service.core.models import (  # noqa: E402
     MailKind,
     OutboxMessage,

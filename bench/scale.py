@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service import stats  # noqa: E402
-from service.core.database import migrate  # noqa: E402
+from service.core.migrations import migrate  # noqa: E402
 from service.core.models import utcnow  # noqa: E402
 from service.core.settings import load_settings  # noqa: E402
 from service.runtime import build_runtime  # noqa: E402

@@ -12,7 +12,7 @@ import uvicorn
 
 from service.cli import common
 from service.core import logs
-from service.core.database import migrate as run_migrations
+from service.core.migrations import migrate as run_migrations
 from service.runtime import Runtime
 from service.web.app import create_app
 

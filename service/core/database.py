@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Result, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
-
-from service.core.paths import migrations_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +73,7 @@ def _blocking_connect_args(is_sqlite: bool) -> dict[str, Any]:
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.is_sqlite = _prepare_sqlite_dir(url)
+        self.is_sqlite = prepare_sqlite_dir(url)
         database = make_url(url).database
         self.sqlite_path = Path(database) if self.is_sqlite and database not in (
             None, "", ":memory:") else None
@@ -183,28 +179,6 @@ class Database:
         self.blocking_engine.dispose()
 
 
-def alembic_config(url: str) -> Config:
-    """Alembic's configuration for `url`, made here rather than read from alembic.ini, which an
-    installed wheel does not have. It says what alembic.ini says (which the plain `alembic`
-    command still reads), less the logging: the service configures its own."""
-    config = Config()
-    for name, value in (
-        ("script_location", str(migrations_dir())),
-        ("file_template", "%(year)d%(month).2d%(day).2d_%(rev)s_%(slug)s"),
-        ("path_separator", "os"),
-        ("sqlalchemy.url", url),
-    ):
-        config.set_main_option(name, value.replace("%", "%%"))  # ConfigParser interpolates
-    config.attributes["configure_logging"] = False
-    return config
-
-
-def migrate(url: str) -> None:
-    """Bring the database schema up to date. Must not be called from a running event loop."""
-    _prepare_sqlite_dir(url)
-    command.upgrade(alembic_config(url), "head")
-
-
 def _blocking_url(url: str) -> str:
     parsed = make_url(url)
     driver = BLOCKING_DRIVERS.get(parsed.get_driver_name())
@@ -215,7 +189,7 @@ def _blocking_url(url: str) -> str:
         hide_password=False)
 
 
-def _prepare_sqlite_dir(url: str) -> bool:
+def prepare_sqlite_dir(url: str) -> bool:
     """Create the folder of a SQLite database file; say whether the URL is SQLite at all."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":

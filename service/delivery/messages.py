@@ -14,7 +14,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import css_inline
-import dkim
 from email_validator import EmailNotValidError, validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -23,6 +22,7 @@ from service.core.content_store import ContentStore
 from service.core.models import MailKind, Subscriber, utcnow
 from service.core.settings import Settings
 from service.delivery import mime
+from service.delivery.dkim import DkimSigner
 from service.delivery.outgoing import Outgoing, PermanentFailure
 from service.readers.links import Links
 from service.readers.tokens import Purpose
@@ -93,35 +93,6 @@ class Templates:
             text=self.env.get_template(f"{name}/body.txt").render(values),
             html=css_inline.inline(html),
         )
-
-
-class DkimSigner:
-    """Signs the headers a receiver checks, including the unsubscribe headers, so that no one on
-    the way can swap the link; and each once more than the message has it ("oversigning",
-    RFC 6376 8.15): the signature then also says there is no other, so a second Subject, or a
-    List-Unsubscribe added to a confirmation, breaks it instead of being shown as signed."""
-
-    HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Reply-To", "List-Unsubscribe",
-               "List-Unsubscribe-Post", "MIME-Version", "Content-Type")
-
-    def __init__(self, private_key: bytes, selector: str, domain: str) -> None:
-        self.private_key = private_key
-        self.selector = selector.encode()
-        self.domain = domain.encode()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DkimSigner | None:
-        if not settings.dkim_private_key:
-            return None
-        return cls(settings.dkim_key_bytes(), settings.dkim_selector, settings.dkim_domain)
-
-    def sign(self, data: bytes, present: list[str]) -> bytes:
-        """`present`: the names of the headers in `data`, once per occurrence."""
-        headers = [name.encode() for name in self.HEADERS
-                   for _ in range(present.count(name) + 1)]
-        signature: bytes = dkim.sign(data, self.selector, self.domain, self.private_key,
-                                     include_headers=headers)
-        return signature
 
 
 class Mailer:

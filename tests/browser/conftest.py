@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
-from service.core.database import migrate
+from service.core.migrations import migrate
 from service.core.settings import PROJECT_ROOT, load_settings
 from service.runtime import build_runtime
 from service.web.embed import snippet

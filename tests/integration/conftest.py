@@ -14,7 +14,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
-from service.core.database import Database, migrate
+from service.core.database import Database
+from service.core.migrations import migrate
 from service.core.models import Base
 from service.core.settings import Settings
 from service.runtime import Runtime, build_runtime

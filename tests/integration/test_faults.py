@@ -20,7 +20,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, text
 
 from service.core import database
-from service.core.database import Database, migrate
+from service.core.database import Database
+from service.core.migrations import migrate
 from service.core.models import MailKind, OutboxMessage, OutboxStatus, WorkerHeartbeat
 from service.core.settings import Settings
 from service.delivery.worker import Pace, Worker

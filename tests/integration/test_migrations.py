@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.core.database import alembic_config, migrate
+from service.core.migrations import alembic_config, migrate
 from service.core.models import Base
 
 T = TypeVar("T")

@@ -24,12 +24,8 @@ from service.delivery.outgoing import (
     TemporaryFailure,
     can_deliver,
 )
-from service.delivery.transports import (
-    ConsoleTransport,
-    FileTransport,
-    SmtpTransport,
-    transport_from_url,
-)
+from service.delivery.smtp import SmtpTransport
+from service.delivery.transports import ConsoleTransport, FileTransport, transport_from_url
 
 StartServer = Callable[..., int]
 

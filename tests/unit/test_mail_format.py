@@ -9,6 +9,7 @@ from email import message_from_string, policy
 import pytest
 
 from service.delivery import mime
+from service.delivery.bounces import refusal
 from service.delivery.messages import is_public_domain, message_id_domain, time_ago
 from service.delivery.outgoing import (
     PermanentFailure,
@@ -16,7 +17,6 @@ from service.delivery.outgoing import (
     TemporaryFailure,
     needs_smtputf8,
 )
-from service.delivery.transports import refusal
 
 
 def lines(header: str) -> list[str]:
