@@ -4,6 +4,8 @@ process) and `browser` (Debian's Chromium)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, "
                                     "tests/integration or tests/browser")
         item.add_marker(room)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("uvicorn.access").disabled)
+    yield
+    for handler in root.handlers:
+        if handler not in saved[0]:
+            handler.close()  # stops its flushing thread
+    root.handlers[:], level, logging.getLogger("uvicorn.access").disabled = saved
+    root.setLevel(level)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import re
 import socket
 import threading
@@ -120,3 +123,10 @@ def settings_for(tmp_path: Path, database_url: str, smtp_port: int) -> Settings:
         mails_per_address="10000/minute",
         auth_failures_per_ip="10000/minute",
     )
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    """The JSON log lines written so far."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # info lines wait in the handler (logs.BufferedStreamHandler)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]

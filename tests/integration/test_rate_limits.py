@@ -118,6 +118,18 @@ async def test_processes_share_their_counts_through_redis(settings: Settings) ->
     assert statuses == [303, 303, 303, 429]
 
 
+@pytest.mark.usefixtures("db", "clean_redis")
+async def test_processes_share_their_counts_of_wrong_passwords(settings: Settings) -> None:
+    password = "the-authors-password-" + "p" * 16
+    shared = {"rate_limit_storage": REDIS_URL, "auth_failures_per_ip": "2/minute",
+              "admin_password": password}
+    async with app_client(settings, **shared) as first, app_client(settings, **shared) as second:
+        guesses = [(await http.get("/admin", headers=_basic("guess"))).status_code
+                   for http in (first, second, first)]
+    # A guesser spreading guesses over several web processes is counted once.
+    assert guesses == [401, 401, 429]
+
+
 def _basic(password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"author:{password}".encode()).decode()}
 
