@@ -7,6 +7,7 @@ client) and closes them all on leaving `async with runtime:`.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from service.abuse.bots import Blocklist, Captcha, MxCheck
@@ -54,11 +55,14 @@ class Runtime:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self.transport.close()
-        await self.rate_limits.close()
-        if self.captcha is not None:
-            await self.captcha.aclose()
-        await self.db.dispose()
+        # Each closed even when one before it fails: the database last, as the others may
+        # still be finishing work that writes to it.
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.db.dispose)
+            if self.captcha is not None:
+                stack.push_async_callback(self.captcha.aclose)
+            stack.push_async_callback(self.rate_limits.close)
+            stack.push_async_callback(self.transport.close)
 
     def worker(self) -> Worker:
         return Worker(self.db, self.mailer, self.transport, Pace.from_settings(self.settings))

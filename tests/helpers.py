@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from service.core.settings import PROJECT_ROOT, Settings, load_settings
+from service.core.settings import Settings, load_settings
 from service.readers.tokens import Claims, Purpose
 from service.runtime import build_runtime
 from service.web.app import create_app
 
+# The repository: the shipped content, README, compose file.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BASE_URL = "https://regimen.test"
 # Measurements a test wants shown at the end of the run (see conftest.pytest_terminal_summary).
 REPORT: list[str] = []

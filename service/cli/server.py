@@ -27,10 +27,12 @@ def serve(
 ) -> None:
     """Serve the web app (and, unless --no-worker, send the outbox's mail)."""
     settings = common.settings()
-    runtime = common.runtime(settings)
     if workers > 1 and worker:
         common.fail("--workers above 1 needs --no-worker: run the mail worker as "
                     "`regimen worker`.")
+    # Built here, in one process, so that a broken content file stops `serve` with its message
+    # before any web process starts; with --workers each process builds its own.
+    runtime = common.runtime(settings)
     logs.configure(settings)
     typer.echo(f"Serving {settings.base_url} (listening on http://{host}:{port}); "
                f"mail goes to {settings.mail_url.split('@')[-1]}")
@@ -39,6 +41,7 @@ def serve(
     options: dict[str, Any] = {"host": host, "port": port, "proxy_headers": False,
                                "log_level": "info", "log_config": None}
     if workers > 1:
+        asyncio.run(runtime.aclose())
         uvicorn.run("service.web.asgi:web", factory=True, workers=workers, **options)
     else:
         web = create_app(runtime, run_worker=worker)

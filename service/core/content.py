@@ -141,6 +141,10 @@ def load_regimen(path: Path) -> Regimen:
         source = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ContentError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        # An editor that saved in Latin-1 or Windows-1252: say so, not a crash.
+        raise ContentError(path, [f"byte {exc.start}: not UTF-8; save the file as UTF-8"]) \
+            from None
     try:
         node = yaml.compose(source, Loader=yaml.SafeLoader)
         data = yaml.safe_load(source)

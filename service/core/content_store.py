@@ -22,11 +22,10 @@ CHECK_EVERY = 1.0  # seconds between looks at the file: a stat, nothing more
 
 
 class ContentStore:
-    def __init__(self, path: Path, *, check_every: float = CHECK_EVERY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.monotonic) -> None:
         """Raises ContentError when the file is broken: the service must not start then."""
         self.path = path
-        self.check_every = check_every
+        self.check_every = CHECK_EVERY
         self.clock = clock
         self._stamp = self._stat()
         self._regimen = load_regimen(path)

@@ -24,7 +24,8 @@ from service.core.settings import Settings
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_log = logging.getLogger("service.access")
 
-ADDRESS = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+# \w is Unicode: jörg@exämple.com is an address the service accepts (and sends with SMTPUTF8).
+ADDRESS = re.compile(r"([\w.%+-])[\w.%+-]*@([\w-]+(?:\.[\w-]+)+)")
 GIVEN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Minted request ids: this process's random tag and a count, unique without asking the kernel
 # for 16 random bytes on every request.

@@ -53,7 +53,7 @@ async def keep_listening(db: Database, channel: str, stop: asyncio.Event) -> Non
                 lost = True
         finally:
             if connection is not None:
-                await _close(connection, closed.is_set())
+                await _close(connection)
         if lost and not stop.is_set():
             await first_of(stop, timeout=delay)
             delay = min(delay * 2, LONGEST_RETRY)
@@ -66,12 +66,12 @@ async def _listen(db: Database, connection: AsyncConnection, channel: str,
     await listener.add_listener(channel, lambda *_: db.wakeup(channel).set())
 
 
-async def _close(connection: AsyncConnection, lost: bool) -> None:
+async def _close(connection: AsyncConnection) -> None:
+    # Never back into the pool: returned, it would stay subscribed to the channel (the pool's
+    # reset is a ROLLBACK, not an UNLISTEN), and after a loss its server end is gone anyway.
     try:
-        if lost:
-            # Not back into the pool: the server end is gone.
-            await connection.invalidate()
-        await connection.close()  # which also stops the listening
+        await connection.invalidate()
+        await connection.close()
     except Exception as exc:
         log.debug("closing the listening connection: %s: %s", type(exc).__name__, exc)
 

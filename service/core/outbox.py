@@ -53,13 +53,13 @@ def queue_mails(session: Session, mails: list[tuple[int, MailKind]]) -> None:
         {"subscriber_id": subscriber_id, "kind": kind} for subscriber_id, kind in mails])
     wake_after_commit(session, MAIL_QUEUED)
     if on_postgresql(session):
-        # Wakes the workers of other processes at commit (Database.listening).
+        # Wakes the workers of other processes at commit (core.notifications).
         session.execute(text(f"NOTIFY {MAIL_QUEUED}"))
 
 
 def mail_queued(db: Database) -> asyncio.Event:
     """Set when a transaction that queued mail commits (in other processes too, on PostgreSQL,
-    while the worker listens: `db.listening(MAIL_QUEUED)`)."""
+    while the worker listens: `notifications.keep_listening(db, MAIL_QUEUED, stop)`)."""
     return db.wakeup(MAIL_QUEUED)
 
 

@@ -20,8 +20,6 @@ from service.core.mail_url import parse_mail_url
 from service.core.paths import email_templates_dir
 from service.core.urls import is_bare_origin, is_web_address, web_origin
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 # Words of the values people copy from docs and examples; such a key is no secret.
 PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "example", "replace-me", "placeholder")
 MIN_SECRET_LENGTH = 32
@@ -89,7 +87,7 @@ class Settings(BaseSettings):
     mails_per_address: str = "1/5minutes;3/day"
     mailgun_signing_key: str = ""
     admin_password: str = ""
-    # Wrong passwords (author's page, webhooks) one client IP may send before a 429.
+    # Wrong passwords (author's page, webhooks, /metrics) one client IP may send before a 429.
     auth_failures_per_ip: str = "5/minute;20/hour"
     # When set, /metrics wants `Authorization: Bearer <token>`.
     metrics_token: str = ""

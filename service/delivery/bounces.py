@@ -32,15 +32,21 @@ ABOUT_US = re.compile(r"relay|blocked using|block ?list|black ?list|client host|
 
 def refusal(code: int, text: str, *, at_rcpt: bool) -> type[Exception]:
     """Which failure a 4xx/5xx reply to RCPT (`at_rcpt`) or to the message (after DATA) is."""
-    if code < 500 or ABOUT_US.search(text):
+    if code < 500:
         return TemporaryFailure
     enhanced = ENHANCED.match(text)
     if enhanced is None:
+        if ABOUT_US.search(text):
+            return TemporaryFailure
         # RFC 5321's basic codes: only RCPT's 550/551/553 say the mailbox is unavailable.
         return RecipientRejected if at_rcpt and code in (550, 551, 553) else PermanentFailure
     status = (int(enhanced[1]), int(enhanced[2]))
-    if status in MAILBOX_GONE or (at_rcpt and status == (7, 1)):
+    # A mailbox that is gone says so in its code, whatever the words around it ("User unknown
+    # in relay recipient table"): the words are read only where the code is ambiguous.
+    if status in MAILBOX_GONE:
         return RecipientRejected
+    if at_rcpt and status == (7, 1):
+        return TemporaryFailure if ABOUT_US.search(text) else RecipientRejected
     if status in OURS:
         return TemporaryFailure
     # The message (5.6.x, 5.3.4 too big, 5.7.1 after DATA: content or spam policy), a full

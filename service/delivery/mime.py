@@ -7,7 +7,7 @@ directly, and the tests read them back with the `email` package to prove they pa
 
 Header values are ASCII (non-ASCII text as RFC 2047 encoded words), except an address whose
 local part is not ASCII, which only exists in UTF-8 (RFC 6532) and is only ever sent with
-SMTPUTF8 (see service.delivery.transports).
+SMTPUTF8 (see service.delivery.smtp).
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ POSTMARK_INACTIVE_RECIPIENT = 406
 class _HttpTransport:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint.rstrip("/")
-        # Made on first use: settings validation builds a transport just to check the URL.
+        # Made on first use: `regimen content check` and the like build a runtime that never
+        # sends.
         self._client: httpx.AsyncClient | None = None
 
     async def _post(self, path: str, **request: Any) -> httpx.Response:

@@ -66,8 +66,10 @@ class SmtpTransport:
                     try:
                         async with asyncio.timeout(self.PROBE_SECONDS):
                             await self._probe()
-                    except (TemporaryFailure, TimeoutError):
-                        return False  # not known: not promised (nor cached: ask again next time)
+                    except (TemporaryFailure, TimeoutError, aiosmtplib.SMTPException, OSError):
+                        # A server that drops the line is as unknown as one that is away: not
+                        # promised, nor cached (asked again next time), never the reader's error.
+                        return False
         return self._smtputf8
 
     def _smtputf8_stale(self) -> bool:

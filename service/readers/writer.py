@@ -59,8 +59,11 @@ class SignupWriter:
                     continue
                 # The database itself failed (unreachable, locked, out of space), not one of
                 # these rows: each signup alone would only fail as slowly again, one by one.
-                self.failed = (utcnow(), f"{type(exc).__name__}: {exc}".splitlines()[0])
-                log.warning("a batch of %d signups failed: %s", len(batch), self.failed[1])
+                # The class only for /readyz, which anyone may read; the text (which can name
+                # the database's host) goes to the log.
+                self.failed = (utcnow(), type(exc).__name__)
+                log.warning("a batch of %d signups failed: %s", len(batch),
+                            f"{type(exc).__name__}: {exc}".splitlines()[0])
                 for _, done in batch:
                     _settle(done, exc)
 

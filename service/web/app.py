@@ -4,6 +4,7 @@ worker inside the web process (unless it runs as `regimen worker`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from service.web.errors import add_error_pages
 from service.web.middleware import BodyLimit, RequestContext
 from service.web.security_headers import SecurityHeaders, security_headers
 
+log = logging.getLogger(__name__)
+
 ABOUT = ("Double opt-in delivery of a free exercise regimen to a blog's readers. Pages are "
          "HTML; a request sent as JSON, or accepting only JSON, gets its errors as JSON.")
 
@@ -31,6 +34,8 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
         async with runtime:
             stop = asyncio.Event()
             task = asyncio.create_task(runtime.worker().run(stop)) if run_worker else None
+            if task is not None:
+                task.add_done_callback(_say_if_the_worker_died)
             try:
                 yield
             finally:
@@ -62,6 +67,13 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.add_middleware(RequestContext, on_crash=add_error_pages(app, runtime))
     _describe_validation_errors_as_400(app)
     return app
+
+
+def _say_if_the_worker_died(task: asyncio.Task[None]) -> None:
+    # The web process goes on serving without it; /readyz will say so within a minute, and
+    # this says why at once.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the mail worker inside this process stopped", exc_info=task.exception())
 
 
 def _describe_validation_errors_as_400(app: FastAPI) -> None:

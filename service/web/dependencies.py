@@ -63,11 +63,12 @@ async def not_locked_out(request: HTTPConnection, runtime: Runtime) -> None:
 
 async def count_wrong_password(request: HTTPConnection, runtime: Runtime) -> None:
     """One failure against the client's IP (shared by every process through the limits
-    storage), and one log line."""
+    storage), and one log line. Counted after the comparison, so the author's own visits
+    never count; the price is that guesses already in flight when the limit is reached are
+    still answered (a handful, with Redis's round trip)."""
     ip = client_ip(request)
     await runtime.rate_limits.check_ip("auth", ip)
-    log.warning("refused wrong or missing credentials for %s from %s", request.url.path,
-                mask_ip(ip))
+    log.warning("refused a wrong password for %s from %s", request.url.path, mask_ip(ip))
 
 
 def origin_of(request: Request) -> RequestOrigin:
@@ -80,7 +81,7 @@ def origin_of(request: Request) -> RequestOrigin:
 
 class Refusal(Exception):
     """A dependency's own answer in place of the route's: a dependency can only raise, and
-    app.py sends the response as it is."""
+    service.web.errors sends the response as it is."""
 
     def __init__(self, response: Response) -> None:
         super().__init__(response.status_code)
@@ -125,8 +126,9 @@ def password_protected(scheme: PasswordOnly, password: Callable[[Settings], str]
         if not expected:
             raise refuse(404)
         await not_locked_out(request, runtime)
-        if credentials is None or not secrets.compare_digest(credentials.password.encode(),
-                                                             expected.encode()):
+        if credentials is None:  # a browser's first request, before it asks: no guess
+            raise refuse(401)
+        if not secrets.compare_digest(credentials.password.encode(), expected.encode()):
             await count_wrong_password(request, runtime)
             raise refuse(401)
 

@@ -64,9 +64,11 @@ async def metrics_token(request: Request, runtime: RuntimeDep,
     if not expected:
         return
     await not_locked_out(request, runtime)
-    if bearer is None or not secrets.compare_digest(bearer.credentials.encode(),
-                                                    expected.encode()):
+    wrong = bearer is not None and not secrets.compare_digest(bearer.credentials.encode(),
+                                                              expected.encode())
+    if wrong:
         await count_wrong_password(request, runtime)
+    if bearer is None or wrong:
         raise Refusal(Response("Scrape with the token in REGIMEN_METRICS_TOKEN.\n",
                                status_code=401, media_type="text/plain",
                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'}))

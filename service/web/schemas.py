@@ -47,7 +47,7 @@ def page(description: str) -> Answer:
 
 def error(description: str) -> Answer:
     """The error page: HTML for browsers; JSON for a request sent as JSON or accepting only
-    JSON (service.web.app.wants_json)."""
+    JSON (service.web.errors.wants_json)."""
     return {"description": description, "model": Error, "content": {HTML: {"schema": TEXT}}}
 
 
@@ -74,8 +74,13 @@ WRONG_TOO_OFTEN: Answer = {
 # The middleware refuses any body over the limit, on every route that takes one.
 TOO_LARGE = error("The request body is over REGIMEN_MAX_BODY_BYTES.")
 # Every router's `responses=`: the catch-all handler turns any crash into the error page.
-CRASHED: Answers = {500: error("Something went wrong on our side; the page says so, never a stack "
-                      "trace.")}
+CRASHED: Answers = {
+    500: error("Something went wrong on our side; the page says so, never a stack trace."),
+    503: {**error("The database cannot be used just now (down, restarting, its disk full); "
+                  "`Retry-After` says when to try again."),
+          "headers": {"Retry-After": {"required": True,
+                                      "schema": {"type": "integer", "minimum": 1}}}},
+}
 
 
 def request_body(model: type[BaseModel], *media_types: str,

@@ -22,11 +22,11 @@ from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from service.core.migrations import migrate
-from service.core.settings import PROJECT_ROOT, load_settings
+from service.core.settings import load_settings
 from service.runtime import build_runtime
 from service.web.embed import snippet
 from tests.browser.live import LiveApp, Site, listening_socket
-from tests.helpers import MailSink, free_port, links_in
+from tests.helpers import PROJECT_ROOT, MailSink, free_port, links_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).parent

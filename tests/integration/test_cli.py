@@ -26,8 +26,7 @@ from service.core.models import (
     SubscriberStatus,
     utcnow,
 )
-from service.core.settings import PROJECT_ROOT
-from tests.helpers import MailSink, free_port, links_in
+from tests.helpers import PROJECT_ROOT, MailSink, free_port, links_in
 
 REGIMEN = [sys.executable, "-m", "service.cli"]
 

@@ -24,8 +24,9 @@ from service.core.models import (
     Subscriber,
     SubscriberStatus,
 )
-from service.core.settings import PROJECT_ROOT, load_settings
+from service.core.settings import load_settings
 from service.readers.import_export import EXPORT_COLUMNS
+from tests.helpers import PROJECT_ROOT
 from tests.integration import test_admin
 
 

@@ -4,6 +4,7 @@ fails once with the reason."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,7 +113,7 @@ async def test_a_non_ascii_local_part_without_smtputf8_fails_once_with_the_reaso
     # At the first attempt, not after three days of retries; and no bounce: the address is
     # fine, our mail server cannot carry it.
     assert row.status is OutboxStatus.FAILED
-    assert row.attempts <= 1
+    assert row.attempts == 1
     assert "SMTPUTF8" in (row.last_error or "")
     assert reader.suppressed_at is None
     assert sink.messages == []
@@ -134,3 +135,26 @@ async def test_the_form_takes_a_non_ascii_local_part_only_when_it_can_be_sent(
     else:
         assert answer.status_code == 422
         assert answer.json()["errors"]["email"] == TEXTS.address.not_sendable
+
+
+async def test_a_server_that_hangs_up_is_no_promise_of_smtputf8(
+    runtime: Runtime, smtp_port: int,
+) -> None:
+    async def greet_then_hang_up(reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mail.example.org ESMTP\r\n")
+        await writer.drain()
+        await reader.readline()  # the EHLO
+        writer.close()
+
+    server = await asyncio.start_server(greet_then_hang_up, "127.0.0.1", smtp_port)
+    try:
+        assert await runtime.transport.delivers_utf8_local_parts() is False
+        async with app_client(runtime.settings) as http:
+            answer = await http.post("/subscribe", json={"email": "jörg@exämple.com"})
+        # The reader is asked for another address; no crash, no "come back later".
+        assert answer.status_code == 422
+        assert answer.json()["errors"]["email"] == TEXTS.address.not_sendable
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -29,13 +29,13 @@ from schemathesis.specs.openapi.checks import (
 
 from service.core.database import Database
 from service.core.models import Subscriber, SubscriberStatus
-from service.core.settings import PROJECT_ROOT, Settings, load_settings
+from service.core.settings import Settings, load_settings
 from service.delivery.transports import FileTransport
 from service.readers.links import PATHS
 from service.readers.tokens import Claims, Purpose, Tokens
 from service.runtime import build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL, token_signed_at
+from tests.helpers import BASE_URL, PROJECT_ROOT, token_signed_at
 
 KEY = "fuzz-key-" + "f" * 40
 BLOG = "https://yourblog.blogspot.com"

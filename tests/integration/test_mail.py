@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.core.models import MailKind, Subscriber, SubscriberStatus
-from service.core.settings import PROJECT_ROOT, Settings, load_settings
+from service.core.settings import Settings, load_settings
 from service.runtime import Runtime, build_runtime
-from tests.helpers import REPORT, URL_PATTERN, free_port, settings_for
+from tests.helpers import PROJECT_ROOT, REPORT, URL_PATTERN, free_port, settings_for
 
 
 @pytest.fixture

@@ -25,8 +25,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from service.core.settings import PROJECT_ROOT
-from tests.helpers import free_port, links_in
+from tests.helpers import PROJECT_ROOT, free_port, links_in
 
 T = TypeVar("T")
 WITHIN = 60.0  # seconds; only a bound for the waits, never a measurement
@@ -140,7 +139,7 @@ def test_installed_wheel_migrates_serves_and_mails(
             raise
     output = log.read_text()
     # uvicorn shuts down gracefully, then re-raises the signal so the exit status shows it
-    # (as in tests/test_cli.py); the log says the shutdown was clean.
+    # (as in tests/integration/test_cli.py); the log says the shutdown was clean.
     assert returncode in (0, -signal.SIGTERM), output
     assert "outbox worker" in output
     assert "stopped" in output

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from service.core.database import Database
 from service.core.models import MailKind, OutboxMessage, OutboxStatus, Subscriber, SubscriberStatus
-from service.core.settings import PROJECT_ROOT, Settings
+from service.core.settings import Settings
 from service.delivery.worker import Pace
-from tests.helpers import REPORT, MailSink
+from tests.helpers import PROJECT_ROOT, REPORT, MailSink
 
 MAILS = 1000
 CLAIM_BATCH = Pace.from_settings(Settings()).claim_batch  # what deliver_due claims at once

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.core.content import ContentError, load_regimen
-from service.core.settings import PROJECT_ROOT, Settings
+from service.core.settings import Settings
+from tests.helpers import PROJECT_ROOT
 
 SHIPPED = PROJECT_ROOT / "content" / "regimen.yaml"
 

@@ -11,7 +11,7 @@ import pytest
 
 from service.core.content import ContentError
 from service.core.content_store import ContentStore
-from service.core.settings import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 SHIPPED = (PROJECT_ROOT / "content" / "regimen.yaml").read_text()
 TITLE = 'title: "Self-relief regimen for sacro-iliac joint pain"'
@@ -59,6 +59,18 @@ def test_a_broken_edit_is_refused_and_the_old_content_keeps_serving(
     content.write_text(SHIPPED.replace(TITLE, 'title: "Fixed"'))
     clock.now += 1.0
     assert store.regimen.title == "Fixed"
+
+
+def test_a_file_saved_in_another_encoding_is_refused_not_a_crash(
+    content: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    store = ContentStore(content, clock=clock)
+    content.write_bytes(SHIPPED.replace(TITLE, 'title: "Übungen"').encode("cp1252", "replace"))
+    clock.now += 1.0
+    assert store.regimen.title == "Self-relief regimen for sacro-iliac joint pain"
+    [refusal] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "not UTF-8; save the file as UTF-8" in refusal
 
 
 def test_a_deleted_file_keeps_the_old_content(content: Path) -> None:

@@ -12,7 +12,8 @@ import typer
 import yaml
 
 from service.cli import app
-from service.core.settings import PROJECT_ROOT, Settings, load_settings
+from service.core.settings import Settings, load_settings
+from tests.helpers import PROJECT_ROOT
 
 COMPOSE: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from service.core.settings import PROJECT_ROOT, Settings
+from service.core.settings import Settings
+from tests.helpers import PROJECT_ROOT
 
 README = (PROJECT_ROOT / "README.md").read_text()
 

@@ -28,6 +28,7 @@ def test_addresses_are_masked(settings: Settings, log_format: str) -> None:
     logs.configure(settings, stream)
     log = logging.getLogger("service.test")
     log.info("mail to %s refused", "reader.name@example.org")
+    log.info("no SMTPUTF8 for ‹jörg.müller@exämple.com>")
     try:
         raise ValueError("no such user <someone@mail.example.net>")
     except ValueError:
@@ -36,10 +37,15 @@ def test_addresses_are_masked(settings: Settings, log_format: str) -> None:
     assert "reader.name@" not in text
     assert "someone@" not in text
     assert "other.reader@" not in text
+    assert "j\u00f6rg" not in text
+    assert "jörg" not in text
     assert "r***@example.org refused" in text
     assert "s***@mail.example.net" in text
+    if log_format == "text":
+        assert "no SMTPUTF8 for ‹j***@exämple.com>" in text
     if log_format == "json":
-        first, second = json_lines(stream)
+        first, utf8, second = json_lines(stream)
+        assert utf8["message"] == "no SMTPUTF8 for ‹j***@exämple.com>"
         assert first["message"] == "mail to r***@example.org refused"
         assert first["level"] == "info"
         assert "ValueError" in str(second["exception"])

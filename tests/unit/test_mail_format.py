@@ -126,6 +126,13 @@ def test_only_a_non_ascii_local_part_needs_smtputf8(address: str, needs: bool) -
     (535, "5.7.8 Authentication credentials invalid", False, TemporaryFailure),
     (550, "5.7.23 SPF validation failed", False, TemporaryFailure),
     (550, "5.7.1 Relaying denied", True, TemporaryFailure),
+    (554, "5.7.1 Service unavailable; Client host [192.0.2.7] blocked using zen.spamhaus.org",
+     True, TemporaryFailure),
+    (550, "Relaying denied", True, TemporaryFailure),
+    # Postfix's "no such user" behind a relay names the relay: the code says what it is.
+    (550, "5.1.1 <x@example.org>: Recipient address rejected: User unknown in relay recipient "
+          "table", True, RecipientRejected),
+    (550, "5.2.1 mailbox disabled, blocklisted sender", False, RecipientRejected),
     (421, "4.7.0 Try again later", True, TemporaryFailure),
     (450, "4.2.1 Mailbox busy", False, TemporaryFailure),
     (550, "Mailbox unavailable", True, RecipientRejected),
