@@ -39,6 +39,7 @@ from service.core.models import (  # noqa: E402
     MailKind,
     OutboxMessage,
     OutboxStatus,
+    Reader,
     Subscriber,
     SubscriberStatus,
 )
@@ -82,16 +83,17 @@ async def worker_rate(port: int, mails: int, database_url: str, data_dir: Path) 
         _env_file=None, database_url=database_url, data_dir=data_dir,
         base_url="https://regimen.test", secret_keys=["bench-" + "k" * 40],
         mail_url=f"smtp://127.0.0.1:{port}", mail_from="Lawrence Gold <regimen@regimen.test>",
-        content_path=ROOT / "content" / "regimen.yaml",
+        content_path=ROOT / "content",
     )
     await asyncio.to_thread(migrate, database_url)
     runtime = build_runtime(settings)
     async with runtime.db.transaction() as session:
         await empty_tables(session)
     async with runtime.db.transaction() as session:
-        readers = [Subscriber(email=f"reader{i}@example.org", status=SubscriberStatus.PENDING)
-                   for i in range(mails)]
-        session.add_all(readers)
+        emails = [f"reader{i}@example.org" for i in range(mails)]
+        readers = [Subscriber(email=email, regimen=runtime.regimen.key,
+                              status=SubscriberStatus.PENDING) for email in emails]
+        session.add_all([Reader(email=email) for email in emails] + readers)
         await session.flush()
         session.add_all(OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id)
                         for reader in readers)

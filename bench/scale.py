@@ -8,16 +8,20 @@ already holds the rows (`--reseed` to start again), then measures, each several 
 
 - GET /admin?days=30 through the real app (auth, queries, template), median of the runs;
 - the funnel `regimen stats` prints (the query part, in process), median;
+- GET /metrics (the gauges read from the database at each scrape), median;
 - `regimen subscribers export` as a separate process writing every row to /dev/null: its
   peak resident memory, against the same process running `regimen secret generate` (the
   interpreter and the app's imports, no data), and its duration.
 
-Readers signed up evenly over the last 365 days; ~60 % confirmed. Events: one confirm-page
-opening per reader (half of them 5 s after the mail, as a scanner would), one regimen opening
-per confirmed reader, and exercise clicks for the rest of the 3,000,000. Each reader's
-milestones (`confirm_page_opened_at` for the person's opening only, `regimen_opened_at`,
-`first_click_at`) are filled to agree with those events, as
-`service.funnel.events.record` sets them.
+Readers signed up evenly over the last 365 days; ~60 % confirmed; a quarter of them to the
+second shipped regimen (neck-and-shoulders), the rest to the default (sacro-iliac), one
+address (a `readers` row) per subscription. Events: one confirm-page opening per reader (half
+of them 5 s after the mail, as a scanner would), one regimen opening per confirmed reader, and
+exercise clicks (of the reader's regimen's exercises) for the rest of the 3,000,000. Each
+reader's milestones (`confirm_page_opened_at` for the person's opening only,
+`regimen_opened_at`, `first_click_at`) are filled to agree with those events, as
+`service.funnel.events.record` sets them. The page and the funnel are measured for every
+regimen together and for each one (`?regimen=KEY`, `regimen stats --regimen KEY`).
 """
 
 from __future__ import annotations
@@ -42,25 +46,37 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import stats  # noqa: E402
 from service.core.migrations import migrate  # noqa: E402
 from service.core.models import utcnow  # noqa: E402
 from service.core.settings import load_settings  # noqa: E402
+from service.funnel import stats  # noqa: E402
 from service.runtime import build_runtime  # noqa: E402
 from service.web.app import create_app  # noqa: E402
 
 RESULTS = ROOT / "bench" / "scale-results.json"
-SLUGS = ["gentle-back-exercise", "sacrum-self-appraisal", "arch-and-flatten", "lying-side-bend",
-         "lying-twist", "psoas-release", "hip-joint-freedom", "pelvic-figure-eight",
-         "walking-integration", "standing-balance"]
+CONTENT = ROOT / "content"
+# The shipped regimens (content/regimens/) and their exercises' slugs.
+REGIMENS = {
+    "sacro-iliac": ["gentle-back-exercise", "sacrum-self-appraisal", "arch-and-flatten",
+                    "lying-side-bend", "lying-twist", "psoas-release", "hip-joint-freedom",
+                    "pelvic-figure-eight", "walking-integration", "standing-balance"],
+    "neck-and-shoulders": ["lying-head-turn", "shoulder-blade-slide", "arch-and-curl",
+                           "neck-and-jaw-release", "shoulder-circles", "seated-integration"],
+}
 
 SEED = """
+INSERT INTO readers (id, email, created_at)
+SELECT i, 'reader' || i || '@example.org', now() - (i::float / {n} * interval '365 days')
+FROM generate_series(1, {n}) AS i;
+
 -- The milestones as the app would have recorded them with the events below: a person's
 -- confirm-page opening (odd ids, 10 min after the mail), the regimen opening; the first click
--- is filled from the clicks once they exist.
-INSERT INTO subscribers (id, public_id, email, status, token_version, created_at, confirmed_at,
-                         unsubscribed_at, confirm_page_opened_at, regimen_opened_at)
+-- is filled from the clicks once they exist. A quarter subscribed to the second regimen.
+INSERT INTO subscribers (id, public_id, email, regimen, status, token_version, created_at,
+                         confirmed_at, unsubscribed_at, confirm_page_opened_at,
+                         regimen_opened_at)
 SELECT i, 'p' || i, 'reader' || i || '@example.org',
+       CASE WHEN i % 8 IN (2, 5) THEN 'neck-and-shoulders' ELSE 'sacro-iliac' END,
        CASE WHEN i % 20 = 0 THEN 'unsubscribed' WHEN i % 5 < 3 THEN 'confirmed'
             ELSE 'pending' END,
        1, t, CASE WHEN i % 5 < 3 THEN t + interval '20 minutes' END,
@@ -97,7 +113,9 @@ SELECT 'regimen_opened', id, confirmed_at + interval '1 minute'
 FROM subscribers WHERE confirmed_at IS NOT NULL;
 
 INSERT INTO events (kind, subscriber_id, exercise, created_at)
-SELECT 'exercise_clicked', s.id, ('{{{slugs}}}'::text[])[1 + (g % 10)],
+SELECT 'exercise_clicked', s.id,
+       CASE WHEN s.regimen = 'sacro-iliac' THEN ('{{{sacro}}}'::text[])[1 + (g % {n_sacro})]
+            ELSE ('{{{neck}}}'::text[])[1 + (g % {n_neck})] END,
        s.confirmed_at + (g % 50) * interval '1 minute'
 FROM generate_series(1, {clicks}) AS g
 JOIN subscribers AS s ON s.id = 1 + ((g::bigint * 7919) % {n})
@@ -109,6 +127,7 @@ FROM (SELECT subscriber_id, min(created_at) AS first FROM events
 WHERE s.id = e.subscriber_id;
 
 SELECT setval(pg_get_serial_sequence('subscribers', 'id'), {n});
+SELECT setval(pg_get_serial_sequence('readers', 'id'), {n});
 """
 
 
@@ -121,18 +140,21 @@ async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[st
         if held and not reseed:
             print(f"using the {held} readers already in the database", file=sys.stderr)  # noqa: T201
         else:
-            await conn.execute("TRUNCATE subscribers, consents, outbox, events, "
+            await conn.execute("TRUNCATE readers, subscribers, consents, outbox, events, "
                                "worker_heartbeats RESTART IDENTITY CASCADE")
             confirmed = subscribers * 3 // 5
             # What is left of the events after openings and regimen openings; clicks land on
             # confirmed readers only, so ask for enough rows that ~that many survive the join.
             clicks = max(events - subscribers - confirmed, 0)
             started = time.perf_counter()
+            sacro, neck = REGIMENS["sacro-iliac"], REGIMENS["neck-and-shoulders"]
             await conn.execute(SEED.format(n=subscribers, clicks=clicks * 5 // 3 + 1,
-                                           slugs=",".join(SLUGS)))
+                                           sacro=",".join(sacro), n_sacro=len(sacro),
+                                           neck=",".join(neck), n_neck=len(neck)))
             await conn.execute("VACUUM ANALYZE")  # not in a transaction: a statement alone
             print(f"seeded in {time.perf_counter() - started:.0f} s", file=sys.stderr)  # noqa: T201
         return {
+            "readers": await conn.fetchval("SELECT count(*) FROM readers"),
             "subscribers": await conn.fetchval("SELECT count(*) FROM subscribers"),
             "events": await conn.fetchval("SELECT count(*) FROM events"),
             "outbox": await conn.fetchval("SELECT count(*) FROM outbox"),
@@ -145,30 +167,48 @@ async def measure_web(url: str, runs: int) -> dict[str, Any]:
     password = "bench-admin-password-" + "z" * 20
     settings = load_settings(_env_file=None, database_url=url, admin_password=password,
                              secret_keys=["bench-key-" + "x" * 40],
-                             content_path=ROOT / "content" / "regimen.yaml")
+                             content_path=CONTENT)
     runtime = build_runtime(settings)
     app = create_app(runtime, run_worker=False)
     auth = {"Authorization": "Basic " + base64.b64encode(f"a:{password}".encode()).decode()}
     out: dict[str, Any] = {}
+    # Every regimen (no key), then each one.
+    scopes: list[str | None] = [None, *REGIMENS]
+
+    def name(what: str, days: int, key: str | None) -> str:
+        return f"{what}_{days}d" + (f"_{key}" if key else "")
+
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://bench") as http:
         for days in (30, 365):
-            timings = []
-            for _ in range(runs + 1):  # the first warms the pool and caches, not counted
-                started = time.perf_counter()
-                response = await http.get(f"/admin?days={days}", headers=auth)
-                timings.append(time.perf_counter() - started)
-                assert response.status_code == 200, response.status_code
-            out[f"admin_{days}d_ms"] = _ms(timings[1:])
-    for days in (30, 365):
+            for key in scopes:
+                path = f"/admin?days={days}" + (f"&regimen={key}" if key else "")
+                timings = []
+                for _ in range(runs + 1):  # the first warms the pool and caches, not counted
+                    started = time.perf_counter()
+                    response = await http.get(path, headers=auth)
+                    timings.append(time.perf_counter() - started)
+                    assert response.status_code == 200, response.status_code
+                out[name("admin", days, key) + "_ms"] = _ms(timings[1:])
         timings = []
         for _ in range(runs + 1):
             started = time.perf_counter()
-            async with runtime.db.transaction() as session:
-                report = await stats.funnel(session, utcnow(), days, settings.scanner_window)
+            response = await http.get("/metrics")
             timings.append(time.perf_counter() - started)
-        out[f"stats_{days}d_ms"] = _ms(timings[1:])
-        out[f"stats_{days}d_signups"] = report.totals.signups
+            assert response.status_code == 200, response.status_code
+        out["metrics_ms"] = _ms(timings[1:])
+    regimens = list(runtime.catalog.regimens.values())
+    for days in (30, 365):
+        for key in scopes:
+            timings = []
+            for _ in range(runs + 1):
+                started = time.perf_counter()
+                async with runtime.db.transaction() as session:
+                    report = await stats.funnel(session, regimens, utcnow(), days,
+                                                settings.scanner_window, key)
+                timings.append(time.perf_counter() - started)
+            out[name("stats", days, key) + "_ms"] = _ms(timings[1:])
+            out[name("stats", days, key) + "_signups"] = report.totals.signups
     await runtime.aclose()
     return out
 
@@ -181,7 +221,7 @@ def _ms(timings: list[float]) -> dict[str, float]:
 def peak_rss_mb(args: list[str], url: str) -> tuple[float, float]:
     """Peak resident memory (MiB) and duration (s) of one `regimen ...` process."""
     env = {**os.environ, "REGIMEN_DATABASE_URL": url,
-           "REGIMEN_CONTENT_PATH": str(ROOT / "content" / "regimen.yaml"),
+           "REGIMEN_CONTENT_PATH": str(CONTENT),
            "REGIMEN_SECRET_KEYS": "bench-key-" + "x" * 40}
     script = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
               "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
@@ -200,6 +240,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="Where to write the measurements (JSON).")
     options = parser.parse_args()
     migrate(options.database_url)
     counts = asyncio.run(seed(options.database_url, options.subscribers, options.events,
@@ -212,7 +254,7 @@ def main() -> None:
     results["export"] = {"peak_rss_mb": export_mb, "baseline_rss_mb": baseline_mb,
                          "seconds": export_s}
     results["machine"] = f"{os.cpu_count()} CPUs, {resource.getpagesize()} B pages"
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    options.results.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))  # noqa: T201
 
 

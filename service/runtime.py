@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from service.abuse.bots import Blocklist, Captcha, MxCheck
 from service.abuse.ip_limits import RateLimits
 from service.abuse.mail_budget import MailWindow, mail_windows
-from service.core.content import Regimen
+from service.core.content import Catalog, Regimen
 from service.core.content_store import ContentStore
 from service.core.database import Database
 from service.core.settings import Settings
@@ -44,8 +44,13 @@ class Runtime:
     mx_check: MxCheck | None = None
 
     @property
+    def catalog(self) -> Catalog:
+        """Every regimen as served now (re-read when the content changes)."""
+        return self.content.catalog
+
+    @property
     def regimen(self) -> Regimen:
-        """The regimen as served now (re-read when its file changes)."""
+        """The site's default regimen as served now."""
         return self.content.regimen
 
     async def __aenter__(self) -> Runtime:

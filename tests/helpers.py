@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from service.core.models import Reader, Subscriber
 from service.core.settings import Settings, load_settings
+from service.readers.signup import RequestOrigin, Signup
 from service.readers.tokens import Claims, Purpose
 from service.runtime import build_runtime
 from service.web.app import create_app
@@ -118,7 +121,7 @@ def settings_for(tmp_path: Path, database_url: str, smtp_port: int) -> Settings:
         secret_keys=["test-key-" + "x" * 40],
         mail_url=f"smtp://127.0.0.1:{smtp_port}",
         mail_from="Lawrence Gold <regimen@regimen.test>",
-        content_path=PROJECT_ROOT / "content" / "regimen.yaml",
+        content_path=PROJECT_ROOT / "content",
         # Tests sign the same addresses up many times in a second.
         signups_per_ip="10000/minute",
         link_opens_per_ip="10000/minute",
@@ -132,3 +135,42 @@ def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
     for handler in logging.getLogger().handlers:
         handler.flush()  # info lines wait in the handler (logs.BufferedStreamHandler)
     return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def shipped_single_file() -> str:
+    """The shipped sacro-iliac regimen as a one-regimen site in a single file: the site fields
+    of content/site.yaml first, then content/regimens/sacro-iliac.yaml as it is."""
+    site = yaml.safe_load((PROJECT_ROOT / "content" / "site.yaml").read_text(encoding="utf-8"))
+    head = "".join(f"{name}: {json.dumps(site[name], ensure_ascii=False)}\n"
+                   for name in ("author", "site_name", "site_url"))
+    regimen = PROJECT_ROOT / "content" / "regimens" / "sacro-iliac.yaml"
+    return head + regimen.read_text(encoding="utf-8")
+
+
+# The shipped content's default regimen, and a second one (content/regimens/).
+DEFAULT_REGIMEN = "sacro-iliac"
+
+
+def new_subscription(email: str, regimen: str = DEFAULT_REGIMEN,
+                     **fields: Any) -> tuple[Reader, Subscriber]:
+    """A reader row for the address and its subscription to `regimen`, for a test to add to a
+    session (in that order: the subscription refers to the reader's address)."""
+    return Reader(email=email), Subscriber(email=email, regimen=regimen, **fields)
+
+
+def a_signup(email: str, origin: RequestOrigin, source_url: str | None = None,
+             regimen: str = DEFAULT_REGIMEN) -> Signup:
+    """A checked signup, as the web hands it to the writer, with a test's wording version."""
+    return Signup(email, origin, source_url, "v-test", regimen)
+
+
+# The shipped content's second regimen (content/regimens/neck-and-shoulders.yaml).
+OTHER_REGIMEN = "neck-and-shoulders"
+
+
+def shipped_content_in(folder: Path) -> Path:
+    """A copy of the shipped content folder (site.yaml and regimens/) under `folder`, for a test
+    that edits, adds or removes regimens; returns the copy's path."""
+    import shutil
+
+    return Path(shutil.copytree(PROJECT_ROOT / "content", folder / "content"))

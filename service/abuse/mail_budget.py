@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.bulk import among
-from service.core.models import OutboxMessage
+from service.core.models import OutboxMessage, Subscriber
 
 
 @dataclass(frozen=True)
@@ -36,31 +36,33 @@ def mail_windows(spec: str) -> list[MailWindow]:
 
 
 class MailBudget:
-    """What the per-address windows still allow each of some readers, from the outbox."""
+    """What the per-address windows still allow each of some addresses, from the outbox: every
+    mail to the address counts, whichever of its regimens it is for."""
 
     def __init__(self, windows: Sequence[MailWindow], now: datetime,
-                 queued: dict[int, list[datetime]]) -> None:
+                 queued: dict[str, list[datetime]]) -> None:
         self._windows = windows
         self._now = now
         self._queued = queued
 
     @classmethod
-    def load(cls, session: Session, reader_ids: set[int], windows: Sequence[MailWindow],
+    def load(cls, session: Session, emails: set[str], windows: Sequence[MailWindow],
              now: datetime) -> MailBudget:
-        queued: dict[int, list[datetime]] = {}
-        if windows and reader_ids:
+        queued: dict[str, list[datetime]] = {}
+        if windows and emails:
             since = now - max(window.within for window in windows)
             rows = session.execute(
-                select(OutboxMessage.subscriber_id, OutboxMessage.created_at)
-                .where(among(session, OutboxMessage.subscriber_id, reader_ids),
+                select(Subscriber.email, OutboxMessage.created_at)
+                .join(Subscriber, Subscriber.id == OutboxMessage.subscriber_id)
+                .where(among(session, Subscriber.email, emails),
                        OutboxMessage.created_at > since))
-            for reader_id, created_at in rows:
-                queued.setdefault(reader_id, []).append(created_at)
+            for email, created_at in rows:
+                queued.setdefault(email, []).append(created_at)
         return cls(windows, now, queued)
 
-    def spend(self, reader_id: int) -> bool:
-        """Whether one more mail to this reader fits; if it does, count it."""
-        queued = self._queued.setdefault(reader_id, [])
+    def spend(self, email: str) -> bool:
+        """Whether one more mail to this address fits; if it does, count it."""
+        queued = self._queued.setdefault(email, [])
         for window in self._windows:
             if sum(1 for at in queued if at > self._now - window.within) >= window.most:
                 return False

@@ -19,15 +19,28 @@ secret_app = typer.Typer(help="Secrets for REGIMEN_SECRET_KEYS and REGIMEN_ADMIN
 def stats(
     days: Annotated[int, typer.Option(min=1, max=366, help="How many days back, today included.")]
     = funnel_stats.DEFAULT_DAYS,
+    regimen: Annotated[str | None, typer.Option(
+        help="Only this regimen's numbers (its key, e.g. sacro-iliac); every regimen's "
+             "together when not given.")] = None,
 ) -> None:
     """The funnel, day by day and in total, as on the /admin page."""
 
-    async def work(runtime: Runtime) -> funnel_stats.Report:
+    async def work(runtime: Runtime) -> tuple[funnel_stats.Report, str | None]:
+        title = None
+        if regimen is not None:
+            chosen = runtime.catalog.get(regimen)
+            if chosen is None:
+                common.fail(f"No regimen {regimen!r}; the content has: "
+                            + ", ".join(runtime.catalog.keys()))
+            title = chosen.title
         async with runtime.db.transaction() as session:
-            return await funnel_stats.funnel(session, utcnow(), days,
-                                             runtime.settings.scanner_window)
+            report = await funnel_stats.funnel(session, list(runtime.catalog.regimens.values()),
+                                               utcnow(), days, runtime.settings.scanner_window,
+                                               regimen)
+        return report, title
 
-    for line in funnel_stats.table(common.run(work)):
+    report, title = common.run(work)
+    for line in funnel_stats.table(report, title):
         typer.echo(line)
 
 

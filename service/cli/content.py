@@ -1,8 +1,9 @@
-"""`regimen content check` and `regimen embed`: the author's file and the blog snippet."""
+"""`regimen content check` and `regimen embed`: the author's files and the blog snippet."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -10,10 +11,11 @@ import typer
 
 from service.abuse.bots import Captcha
 from service.cli import common
-from service.core.content import ContentError, Regimen, load_regimen
+from service.core.content import Catalog, ContentError, is_example, load_content
 from service.web.embed import snippet
 
-content_app = typer.Typer(help="The regimen content file.", no_args_is_help=True)
+content_app = typer.Typer(help="The regimen content: site.yaml and regimens/.",
+                          no_args_is_help=True)
 
 
 @content_app.command("check")
@@ -21,31 +23,55 @@ def content_check(
     online: Annotated[bool, typer.Option(help="Also open every link and report broken ones.")]
     = False,
 ) -> None:
-    """Validate the regimen file; list placeholder links still to replace."""
+    """Validate every content file; list placeholder links still to replace, file by file."""
     settings = common.settings()
     try:
-        regimen = load_regimen(settings.content_path)
+        catalog = load_content(settings.content_path)
     except ContentError as exc:
         common.fail(common.content_problems(exc), code=1)
-    count = len(regimen.exercises())
-    typer.echo(f"{settings.content_path}: OK — {len(regimen.units)} units, {count} exercises.")
-    examples = regimen.example_urls()
-    if examples:
-        typer.secho(f"{len(examples)} example addresses are still to be replaced:",
-                    fg=typer.colors.YELLOW)
-        for url in examples:
-            typer.echo(f"  {url}")
+    by_file = _urls_by_file(catalog)
+    for file, urls in by_file.items():
+        keys = [key for key, source in catalog.sources.items() if source == file]
+        if keys:
+            regimen = catalog.regimens[keys[0]]
+            typer.echo(f"{file}: OK — {len(regimen.units)} units, "
+                       f"{len(regimen.exercises())} exercises.")
+        else:
+            typer.echo(f"{file}: OK — {_plural(len(catalog.regimens), 'regimen')}, "
+                       f"served by default: {catalog.default.key}.")
+        examples = sorted(url for url in urls if is_example(url))
+        if examples:
+            typer.secho(f"{_plural(len(examples), 'example address', 'example addresses')} "
+                        f"{'is' if len(examples) == 1 else 'are'} still to be replaced:",
+                        fg=typer.colors.YELLOW)
+            for url in examples:
+                typer.echo(f"  {url}")
     if online:
-        broken = asyncio.run(_broken_links(regimen))
-        for url, reason in broken:
-            typer.secho(f"  broken: {url} ({reason})", fg=typer.colors.RED)
+        broken = dict(asyncio.run(_broken_links(sorted(set().union(*by_file.values())))))
+        for file, urls in by_file.items():
+            if any(url in broken for url in urls):
+                typer.echo(f"{file}:")
+            for url in sorted(url for url in urls if url in broken):
+                typer.secho(f"  broken: {url} ({broken[url]})", fg=typer.colors.RED)
         if broken:
             raise typer.Exit(1)
         typer.echo("Every link answered.")
 
 
-async def _broken_links(regimen: Regimen) -> list[tuple[str, str]]:
-    urls = sorted({regimen.site_url, *(regimen.destination(e) for e in regimen.exercises())})
+def _urls_by_file(catalog: Catalog) -> dict[Path, set[str]]:
+    """Every address, under the file that holds it: the site's, then each regimen's in listing
+    order (for a single file, all under that file)."""
+    by_file: dict[Path, set[str]] = {catalog.site_source: {catalog.default.site_url}}
+    for key, regimen in catalog.regimens.items():
+        by_file.setdefault(catalog.source(key), set()).update(regimen.own_urls())
+    return by_file
+
+
+def _plural(count: int, one: str, many: str = "") -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+async def _broken_links(urls: list[str]) -> list[tuple[str, str]]:
     async with httpx.AsyncClient(follow_redirects=True, timeout=15) as client:
         results = await asyncio.gather(*(_probe(client, url) for url in urls))
     return [(url, reason) for url, reason in zip(urls, results, strict=True) if reason]
@@ -65,7 +91,17 @@ async def _probe(client: httpx.AsyncClient, url: str) -> str:
 def embed(
     source: Annotated[str, typer.Option(help="Address of the blog post the form goes into, "
                                         "recorded with each signup.")] = "",
+    regimen: Annotated[str | None, typer.Option(help="The regimen the form delivers (its key); "
+                                                "the site's default when not given.")] = None,
 ) -> None:
     """Print the HTML form to paste into a blog post."""
     settings = common.settings()
-    typer.echo(snippet(settings.base_url, source, Captcha.from_settings(settings)), nl=False)
+    if regimen is not None:
+        try:
+            catalog = load_content(settings.content_path)
+        except ContentError as exc:
+            common.fail(common.content_problems(exc), code=1)
+        if catalog.get(regimen) is None:
+            common.fail(f"No regimen {regimen!r}; the content has: " + ", ".join(catalog.keys()))
+    typer.echo(snippet(settings.base_url, source, Captcha.from_settings(settings), regimen),
+               nl=False)

@@ -22,10 +22,9 @@ outbox_app = typer.Typer(help="See and fix the queue of outgoing mail.", no_args
 def send_test(address: Annotated[str, typer.Argument(help="Where to send the samples.")]) -> None:
     """Send one of every mail the service sends to ADDRESS, right now, to see how they look."""
     email = common.address(address)
-    sample = Subscriber(public_id="send-test", email=email, token_version=0,
-                        status=SubscriberStatus.PENDING)
-
     async def work(runtime: Runtime) -> list[str]:
+        sample = Subscriber(public_id="send-test", email=email, regimen=runtime.regimen.key,
+                            token_version=0, status=SubscriberStatus.PENDING)
         problems = []
         for kind in MailKind:
             try:

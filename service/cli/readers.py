@@ -12,7 +12,7 @@ import typer
 from sqlalchemy import select
 
 from service.cli import common
-from service.core.models import Subscriber, utcnow
+from service.core.models import Reader, utcnow
 from service.readers import import_export, privacy
 from service.readers.addresses import mask
 from service.runtime import Runtime
@@ -69,6 +69,8 @@ def subscribers_import(
     per_hour: Annotated[int, typer.Option(min=1, help="Confirmation mails per hour, for the "
                                           "rows without recorded consent.")]
     = import_export.DEFAULT_PER_HOUR,
+    regimen: Annotated[str | None, typer.Option(help="The regimen they subscribed to (its key); "
+                                                "the site's default when not given.")] = None,
 ) -> None:
     """Bring in an existing list: readers with recorded consent (`consented_at`) as confirmed,
     the others are sent the confirmation mail, paced at --per-hour."""
@@ -78,11 +80,15 @@ def subscribers_import(
     result = import_export.ImportResult()
 
     async def work(runtime: Runtime) -> None:
+        key = regimen or runtime.regimen.key
+        if runtime.catalog.get(key) is None:
+            common.fail(f"No regimen {key!r}; the content has: "
+                        + ", ".join(runtime.catalog.keys()))
         with file.open(newline="", encoding="utf-8-sig") as source, \
                 typer.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
             rows = import_export.read_rows(source, result)
             await import_export.import_rows(runtime.db, rows, utcnow(), per_hour, result,
-                                            settings.secret_keys[0], progress=bar)
+                                            settings.secret_keys[0], key, progress=bar)
 
     try:
         common.run(work, settings)
@@ -109,9 +115,9 @@ def subscribers_erase(
 
     async def work(runtime: Runtime) -> bool:
         async with runtime.db.transaction() as session:
-            reader = await session.scalar(select(Subscriber).where(Subscriber.email == address))
+            reader = await session.scalar(select(Reader).where(Reader.email == address))
             if reader is not None:
-                await privacy.erase(session, reader, runtime.settings.secret_keys[0], utcnow())
+                await privacy.erase(session, address, runtime.settings.secret_keys[0], utcnow())
         return reader is not None
 
     if not common.run(work):

@@ -12,6 +12,7 @@ import uvicorn
 
 from service.cli import common
 from service.core import logs
+from service.core.content import ContentError, load_content
 from service.core.migrations import migrate as run_migrations
 from service.runtime import Runtime
 from service.web.app import create_app
@@ -69,5 +70,10 @@ def worker() -> None:
 
 def migrate() -> None:
     """Create or update the database tables."""
-    run_migrations(common.settings().database_url)
+    settings = common.settings()
+    try:
+        default = load_content(settings.content_path).default.key
+    except ContentError as exc:
+        common.fail(common.content_problems(exc), code=1)
+    run_migrations(settings.database_url, default_regimen=default)
     typer.echo("Database is up to date.")

@@ -28,18 +28,19 @@ def on_postgresql(session: Session) -> bool:
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], *,
                 returning: Sequence[Column[Any]] = (),
-                skip_duplicates_of: str | None = None) -> Result[*tuple[Any, ...]]:
+                skip_duplicates_of: Sequence[str] = ()) -> Result[*tuple[Any, ...]]:
     """Insert `rows` (all with the same keys; columns left out get their defaults), returning
-    `returning` of each row inserted. With `skip_duplicates_of`, a row whose value of that
-    unique column is taken already is left out instead of failing the statement."""
+    `returning` of each row inserted. With `skip_duplicates_of` (the columns of a unique
+    constraint), a row whose values there are taken already is left out instead of failing
+    the statement."""
     if on_postgresql(session):
         unnested = _unnest_insert(table, rows)
         if skip_duplicates_of:
-            unnested = unnested.on_conflict_do_nothing(index_elements=[skip_duplicates_of])
+            unnested = unnested.on_conflict_do_nothing(index_elements=list(skip_duplicates_of))
         return session.execute(unnested.returning(*returning) if returning else unnested)
     many = sqlite.insert(table)
     if skip_duplicates_of:
-        many = many.on_conflict_do_nothing(index_elements=[skip_duplicates_of])
+        many = many.on_conflict_do_nothing(index_elements=list(skip_duplicates_of))
     return session.execute(many.returning(*returning) if returning else many, list(rows))
 
 

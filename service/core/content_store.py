@@ -1,10 +1,10 @@
-"""The regimen as the running service serves it: the author edits the file, and the service
-picks the change up within a second, without a restart.
+"""The regimens as the running service serves them: the author edits, adds or removes a file,
+and the service picks the change up within a second, without a restart.
 
-A changed file that does not validate is refused with the same messages as
+Content that does not validate after a change is refused with the same messages as
 `regimen content check`, logged once, and the content that was serving keeps serving, so a
-typo never takes the regimen page down. Mails already sent keep working: an exercise that was
-removed answers with the usual "not found" page.
+typo never takes a regimen page down. Mails already sent keep working: an exercise (or a
+regimen) that was removed answers with the usual "not found" page.
 """
 
 from __future__ import annotations
@@ -14,56 +14,71 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from service.core.content import ContentError, Regimen, load_regimen
+from service.core.content import Catalog, ContentError, Regimen, content_files, load_content
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY = 1.0  # seconds between looks at the file: a stat, nothing more
+CHECK_EVERY = 1.0  # seconds between looks at the files: a few stats, nothing more
+
+# Per file the content is read from: its name, and its modification time and size (None when
+# it is missing).
+Stamp = tuple[tuple[str, int, int] | tuple[str, None, None], ...]
 
 
 class ContentStore:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.monotonic) -> None:
-        """Raises ContentError when the file is broken: the service must not start then."""
+        """`path` is the content folder or a single regimen file. Raises ContentError when the
+        content is broken: the service must not start then."""
         self.path = path
         self.check_every = CHECK_EVERY
         self.clock = clock
         self._stamp = self._stat()
-        self._regimen = load_regimen(path)
+        self._catalog = load_content(path)
         self._looked = clock()
 
     @property
-    def regimen(self) -> Regimen:
-        """The content to serve now: the file's, if it changed and validates."""
+    def catalog(self) -> Catalog:
+        """The content to serve now: the files', if they changed and validate."""
         now = self.clock()
         if now - self._looked >= self.check_every:
             self._looked = now
             self.reload_if_changed()
-        return self._regimen
+        return self._catalog
+
+    @property
+    def regimen(self) -> Regimen:
+        """The default regimen, served now."""
+        return self.catalog.default
 
     def reload_if_changed(self) -> bool:
-        """Read the file again if it changed since it was last read; say whether the served
-        content changed."""
+        """Read the content again if any of its files changed, appeared or went since it was
+        last read; say whether the served content changed."""
         stamp = self._stat()
         if stamp == self._stamp:
             return False
         self._stamp = stamp
         try:
-            regimen = load_regimen(self.path)
+            catalog = load_content(self.path)
         except ContentError as exc:
             problems = "\n".join(f"  {problem}" for problem in exc.problems)
             log.error("%s changed but cannot be used; the previous content keeps serving:\n%s",
                       self.path, problems)
             return False
-        self._regimen = regimen
-        log.info("%s reloaded: %d units, %d exercises", self.path, len(regimen.units),
-                 len(regimen.exercises()))
+        self._catalog = catalog
+        log.info("%s reloaded: %s", self.path, "; ".join(
+            f"{key}: {len(regimen.units)} units, {len(regimen.exercises())} exercises"
+            for key, regimen in catalog.regimens.items()))
         return True
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> Stamp:
         # Size too: an editor that saves twice within the file system's clock tick changes
         # the contents without the time.
-        try:
-            status = self.path.stat()
-        except OSError:
-            return None
-        return status.st_mtime_ns, status.st_size
+        stamp: list[tuple[str, int, int] | tuple[str, None, None]] = []
+        for file in content_files(self.path):
+            try:
+                status = file.stat()
+            except OSError:
+                stamp.append((str(file), None, None))
+            else:
+                stamp.append((str(file), status.st_mtime_ns, status.st_size))
+        return tuple(stamp)

@@ -26,7 +26,12 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def migrate(url: str) -> None:
-    """Bring the database schema up to date. Must not be called from a running event loop."""
+def migrate(url: str, default_regimen: str = "") -> None:
+    """Bring the database schema up to date. Must not be called from a running event loop.
+
+    `default_regimen`: the key of the regimen that readers from before there were several
+    regimens are subscribed to (migration 0011); `regimen migrate` passes the content's."""
     prepare_sqlite_dir(url)
-    command.upgrade(alembic_config(url), "head")
+    config = alembic_config(url)
+    config.attributes["default_regimen"] = default_regimen
+    command.upgrade(config, "head")

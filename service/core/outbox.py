@@ -14,7 +14,7 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
+    Reader,
     Subscriber,
     SubscriberStatus,
     table_of,
@@ -149,7 +150,8 @@ async def queue_reminders(session: AsyncSession, now: datetime, after: timedelta
         update(Subscriber)
         .where(Subscriber.status == SubscriberStatus.PENDING,
                Subscriber.reminded_at.is_(None),
-               Subscriber.suppressed_at.is_(None),
+               ~exists().where(Reader.email == Subscriber.email,
+                               Reader.suppressed_at.is_not(None)),
                Subscriber.id.in_(latest_signup))
         .values(reminded_at=now)
         .returning(Subscriber.id)

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     mail_from: str = "Free Regimen <regimen@localhost>"
     # Where readers' replies go (the author's own mailbox); none: to MAIL_FROM.
     reply_to: str = ""
-    content_path: Path = Path("content/regimen.yaml")
+    # The content folder (site.yaml and regimens/<key>.yaml), or one regimen file holding the
+    # site fields too (a one-regimen site).
+    content_path: Path = Path("content")
     allowed_origins: CommaList = Field(default_factory=list)
     trusted_proxies: str = "127.0.0.1"
     confirm_max_age: Seconds = Field(default=timedelta(days=7), gt=timedelta(0))

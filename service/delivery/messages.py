@@ -102,8 +102,6 @@ class Mailer:
         self.settings = settings
         self.links = links
         self.content = content
-        # What the cached renderings were made from: an edited regimen renders them anew.
-        self._rendered_from: Regimen | None = None
         self.templates = Templates(settings.email_templates_dir)
         self.dkim = DkimSigner.from_settings(settings)
         name, address = parseaddr(settings.mail_from)
@@ -112,20 +110,31 @@ class Mailer:
         reply_name, reply_address = parseaddr(settings.reply_to)
         self._reply_to = mime.mailbox(reply_name, reply_address) if reply_address else None
         self._domain = message_id_domain(address.rpartition("@")[2], settings.base_url)
-        self._cache: dict[MailKind, Rendered] = {}
-        self._subjects: dict[MailKind, str] = {}
+        # Per regimen key and kind, with the regimen it was made from: an edited regimen is a
+        # new object, and is rendered anew.
+        self._cache: dict[tuple[str, MailKind], tuple[Regimen, Rendered, str]] = {}
+
+    def regimen_of(self, subscriber: Subscriber) -> Regimen | None:
+        """The subscription's regimen as served now; None once the author removed it."""
+        return self.content.catalog.get(subscriber.regimen)
 
     def compose(self, kind: MailKind, subscriber: Subscriber, key: str) -> Outgoing:
+        """The finished message; KeyError when the subscription's regimen is gone (the worker
+        asks `regimen_of` first)."""
+        regimen = self.regimen_of(subscriber)
+        if regimen is None:
+            raise KeyError(subscriber.regimen)
         links = {name: self.links.for_subscriber(purpose, subscriber)
                  for name, purpose in LINKS[kind].items()}
-        rendered = self._rendered(kind).with_links(links)
+        template, subject = self._rendered(regimen, kind)
+        rendered = template.with_links(links)
         recipient = wire_address(subscriber.email)
         headers = [
             ("From", self._from),
             # A non-ASCII local part has no ASCII form: it stays UTF-8 (RFC 6532), and the
             # transport sends the mail with SMTPUTF8 or not at all.
             ("To", recipient),
-            ("Subject", self._subjects[kind]),
+            ("Subject", subject),
             ("Date", format_datetime(utcnow())),
             ("Message-ID", f"<{key}@{self._domain}>"),
         ]
@@ -142,20 +151,17 @@ class Mailer:
             data = self.dkim.sign(data, present) + data
         return Outgoing(data=data, sender=self._sender, recipient=recipient)
 
-    def _rendered(self, kind: MailKind) -> Rendered:
-        """Each kind is rendered (and its CSS inlined) once, with placeholders where the
-        reader's own links go: per mail, only the links are filled in."""
-        regimen = self.content.regimen
-        if regimen is not self._rendered_from:
-            self._cache.clear()
-            self._subjects.clear()
-            self._rendered_from = regimen
-        if kind not in self._cache:
+    def _rendered(self, regimen: Regimen, kind: MailKind) -> tuple[Rendered, str]:
+        """Each regimen's kind is rendered (and its CSS inlined) once, with placeholders where
+        the reader's own links go: per mail, only the links are filled in."""
+        cached = self._cache.get((regimen.key, kind))
+        if cached is None or cached[0] is not regimen:
             placeholders = {name: _placeholder(name) for name in LINKS[kind]}
-            self._cache[kind] = self.templates.render(
-                kind.value, self._context(kind, regimen, placeholders))
-            self._subjects[kind] = mime.header_value(self._cache[kind].subject)
-        return self._cache[kind]
+            rendered = self.templates.render(kind.value,
+                                             self._context(kind, regimen, placeholders))
+            cached = (regimen, rendered, mime.header_value(rendered.subject))
+            self._cache[regimen.key, kind] = cached
+        return cached[1], cached[2]
 
     def _context(self, kind: MailKind, regimen: Regimen,
                  links: dict[str, str]) -> MailContext:

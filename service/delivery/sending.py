@@ -37,8 +37,8 @@ class Outcome:
 
 def _why_stale(kind: MailKind, subscriber: Subscriber) -> str:
     """Why a queued mail no longer makes sense and is dropped rather than sent; empty if not."""
-    if subscriber.suppressed_at is not None:
-        return f"address suppressed ({subscriber.suppressed_reason})"
+    if subscriber.reader.suppressed_at is not None:
+        return f"address suppressed ({subscriber.reader.suppressed_reason})"
     wanted = SubscriberStatus.CONFIRMED if kind is MailKind.REGIMEN else SubscriberStatus.PENDING
     if subscriber.status is not wanted:
         return f"reader is {subscriber.status.value}"
@@ -50,6 +50,9 @@ async def attempt(message: OutboxMessage, reader: Subscriber | None, mailer: Mai
     """Send one claimed mail, unless it no longer makes sense; never raises."""
     if reader is None or (stale := _why_stale(message.kind, reader)):
         return Outcome(message, Result.CANCELLED, "reader erased" if reader is None else stale)
+    if mailer.regimen_of(reader) is None:
+        return Outcome(message, Result.CANCELLED,
+                       f"regimen {reader.regimen!r} is no longer in the content")
     try:
         await transport.send(mailer.compose(message.kind, reader, message.key))
     except PermanentFailure as exc:

@@ -2,9 +2,10 @@
 confirmed, opened the regimen, followed an exercise's link. Counts only; nothing here changes a
 reader's state, so recording on a GET is harmless.
 
-Besides the Event row, the reader's first time at each step is kept on their row
-(`confirm_page_opened_at`, `regimen_opened_at`, `first_click_at`), so that the author's numbers
-are range counts on indexed columns instead of a search through every event.
+Besides the Event row, the reader's first time at each step is kept on the row of their
+subscription (`confirm_page_opened_at`, `regimen_opened_at`, `first_click_at`; a reader of two
+regimens reaches each step in each on its own), so that the author's numbers are range counts
+on indexed columns instead of a search through every event.
 
 Which openings count (see service.funnel.stats): mail security scanners fetch every link of a mail
 within seconds of its delivery, so an opening of a mail's link less than `scanner_window`

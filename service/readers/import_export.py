@@ -32,6 +32,7 @@ from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
+    Reader,
     Subscriber,
     SubscriberStatus,
 )
@@ -41,8 +42,8 @@ from service.readers.addresses import InvalidAddress, normalize_address
 
 BATCH = 500
 DEFAULT_PER_HOUR = 500
-EXPORT_COLUMNS = ("email", "status", "created_at", "confirmed_at", "unsubscribed_at",
-                  "suppressed_at", "source_url", "consent_ip")
+EXPORT_COLUMNS = ("email", "regimen", "status", "created_at", "confirmed_at",
+                  "unsubscribed_at", "suppressed_at", "source_url", "consent_ip")
 
 
 class ImportProblem(ValueError):
@@ -114,26 +115,40 @@ def _batches(rows: Iterable[Row]) -> Iterator[list[Row]]:
 
 
 async def import_rows(db: Database, rows: Iterable[Row], now: datetime, per_hour: int,
-                      result: ImportResult, secret: str, progress: Any = None) -> ImportResult:
-    """Import in batches of BATCH rows, one transaction each; `progress.update(n)` after each."""
+                      result: ImportResult, secret: str, regimen: str,
+                      progress: Any = None) -> ImportResult:
+    """Import in batches of BATCH rows, one transaction each, as subscriptions to `regimen`;
+    `progress.update(n)` after each. An address suppressed after a bounce or complaint counts
+    as held: it is never mailed again."""
     if per_hour < 1:
         raise ValueError("per_hour must be at least 1")
     spacing = timedelta(hours=1) / per_hour
     for batch in _batches(rows):
         async with db.transaction() as session:
+            emails = [r.email for r in batch]
             held = set(await session.scalars(
-                select(Subscriber.email).where(Subscriber.email.in_([r.email for r in batch]))))
+                select(Subscriber.email).where(Subscriber.email.in_(emails),
+                                               Subscriber.regimen == regimen)))
+            readers = {reader.email: reader for reader in await session.scalars(
+                select(Reader).where(Reader.email.in_(emails)))}
             for row in batch:
-                if row.email in held:
+                known = readers.get(row.email)
+                if row.email in held or (known is not None and known.suppressed_at is not None):
                     result.already_held += 1
-                elif await privacy.was_erased(session, secret, row.email):
+                    continue
+                if await privacy.was_erased(session, secret, row.email):
                     result.erased += 1
-                elif row.consented_at is not None:
-                    await _add_confirmed(session, row, row.consented_at)
+                    continue
+                if known is None:
+                    readers[row.email] = Reader(email=row.email, created_at=now)
+                    session.add(readers[row.email])
+                    await session.flush()
+                if row.consented_at is not None:
+                    await _add_confirmed(session, row, regimen, row.consented_at)
                     result.confirmed += 1
                 else:
                     at = now + spacing * result.mailed
-                    await _add_pending(session, row, at)
+                    await _add_pending(session, row, regimen, at)
                     result.mailed += 1
                     result.last_mail_at = at
         if progress is not None:
@@ -141,8 +156,9 @@ async def import_rows(db: Database, rows: Iterable[Row], now: datetime, per_hour
     return result
 
 
-async def _add_confirmed(session: AsyncSession, row: Row, consented_at: datetime) -> None:
-    reader = Subscriber(email=row.email, status=SubscriberStatus.CONFIRMED,
+async def _add_confirmed(session: AsyncSession, row: Row, regimen: str,
+                         consented_at: datetime) -> None:
+    reader = Subscriber(email=row.email, regimen=regimen, status=SubscriberStatus.CONFIRMED,
                         created_at=consented_at, confirmed_at=consented_at)
     session.add(reader)
     await session.flush()
@@ -151,8 +167,9 @@ async def _add_confirmed(session: AsyncSession, row: Row, consented_at: datetime
                         confirm_ip=row.consent_ip))
 
 
-async def _add_pending(session: AsyncSession, row: Row, send_at: datetime) -> None:
-    reader = Subscriber(email=row.email, status=SubscriberStatus.PENDING, created_at=send_at)
+async def _add_pending(session: AsyncSession, row: Row, regimen: str, send_at: datetime) -> None:
+    reader = Subscriber(email=row.email, regimen=regimen, status=SubscriberStatus.PENDING,
+                        created_at=send_at)
     session.add(reader)
     await queue_mail(session, reader, MailKind.CONFIRM)
     # Consent's signup time is when the mail goes, so the 24-hour reminder follows the mail.
@@ -169,13 +186,15 @@ async def _add_pending(session: AsyncSession, row: Row, send_at: datetime) -> No
 
 
 async def export_rows(db: Database) -> AsyncIterator[tuple[Any, ...]]:
-    """Every reader, streamed with a server-side cursor: memory stays flat however many."""
+    """Every subscription, streamed with a server-side cursor: memory stays flat however
+    many."""
     latest = (select(Consent.id).where(Consent.subscriber_id == Subscriber.id)
               .order_by(Consent.id.desc()).limit(1).correlate(Subscriber).scalar_subquery())
     query = (
-        select(Subscriber.email, Subscriber.status, Subscriber.created_at,
-               Subscriber.confirmed_at, Subscriber.unsubscribed_at, Subscriber.suppressed_at,
+        select(Subscriber.email, Subscriber.regimen, Subscriber.status, Subscriber.created_at,
+               Subscriber.confirmed_at, Subscriber.unsubscribed_at, Reader.suppressed_at,
                Consent.source_url, Consent.confirm_ip)
+        .join(Reader, Reader.email == Subscriber.email)
         .outerjoin(Consent, Consent.id == latest)
         .order_by(Subscriber.id)
         .execution_options(yield_per=1000)

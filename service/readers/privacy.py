@@ -11,7 +11,7 @@ import hmac
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.database import rowcount
@@ -20,6 +20,7 @@ from service.core.models import (
     ErasedAddress,
     Event,
     OutboxMessage,
+    Reader,
     Subscriber,
     SubscriberStatus,
 )
@@ -30,10 +31,22 @@ def address_hash(secret: str, email: str) -> str:
 
 
 async def export(session: AsyncSession, email: str) -> dict[str, Any] | None:
-    """Everything held about one (normalised) address, as plain JSON-ready data."""
-    reader = await session.scalar(select(Subscriber).where(Subscriber.email == email))
+    """Everything held about one (normalised) address, every regimen's subscription with its
+    consents, mail and events, as plain JSON-ready data."""
+    reader = await session.scalar(select(Reader).where(Reader.email == email))
     if reader is None:
         return None
+    subscriptions = await session.scalars(
+        select(Subscriber).where(Subscriber.email == email).order_by(Subscriber.id))
+    return {
+        "email": reader.email,
+        "suppressed": {"at": _when(reader.suppressed_at), "reason": reader.suppressed_reason}
+        if reader.suppressed_at else None,
+        "subscriptions": [await _subscription(session, each) for each in subscriptions],
+    }
+
+
+async def _subscription(session: AsyncSession, reader: Subscriber) -> dict[str, Any]:
     consents = await session.scalars(
         select(Consent).where(Consent.subscriber_id == reader.id).order_by(Consent.id))
     mails = await session.scalars(
@@ -42,14 +55,12 @@ async def export(session: AsyncSession, email: str) -> dict[str, Any] | None:
     events = await session.scalars(
         select(Event).where(Event.subscriber_id == reader.id).order_by(Event.id))
     return {
-        "email": reader.email,
+        "regimen": reader.regimen,
         "status": reader.status.value,
         "signed_up_at": _when(reader.created_at),
         "confirmed_at": _when(reader.confirmed_at),
         "unsubscribed_at": _when(reader.unsubscribed_at),
         "reminded_at": _when(reader.reminded_at),
-        "suppressed": {"at": _when(reader.suppressed_at), "reason": reader.suppressed_reason}
-        if reader.suppressed_at else None,
         "consents": [{
             "signed_up_at": _when(c.signed_up_at), "signup_ip": c.signup_ip,
             "signup_user_agent": c.signup_user_agent, "source_url": c.source_url,
@@ -65,14 +76,15 @@ async def export(session: AsyncSession, email: str) -> dict[str, Any] | None:
     }
 
 
-async def erase(session: AsyncSession, reader: Subscriber, secret: str, now: datetime) -> None:
-    """Delete the reader and everything tied to them; keep only a keyed hash of the address,
-    so that importing an old list later cannot mail them."""
-    digest = address_hash(secret, reader.email)
+async def erase(session: AsyncSession, email: str, secret: str, now: datetime) -> None:
+    """Delete the address and everything tied to it, every regimen's; keep only a keyed hash
+    of the address, so that importing an old list later cannot mail them."""
+    digest = address_hash(secret, email)
     if await session.get(ErasedAddress, digest) is None:
         session.add(ErasedAddress(address_hash=digest, erased_at=now))
-    # Consents, queued mail and events go with the row (ON DELETE CASCADE).
-    await session.execute(delete(Subscriber).where(Subscriber.id == reader.id))
+    # Subscriptions go with the reader, and consents, queued mail and events with them
+    # (ON DELETE CASCADE all the way).
+    await session.execute(delete(Reader).where(Reader.email == email))
     await session.flush()
 
 
@@ -92,6 +104,14 @@ async def forget_unconfirmed(session: AsyncSession, now: datetime,
                Subscriber.confirmed_at.is_(None),
                Subscriber.created_at <= now - retention,
                Subscriber.id.not_in(recent))
+        .execution_options(synchronize_session=False)
+    )
+    # An address left with no subscription goes too, unless it bounced or complained: that
+    # "never mail it" is kept for the address's own sake.
+    await session.execute(
+        delete(Reader)
+        .where(Reader.suppressed_at.is_(None),
+               ~exists().where(Subscriber.email == Reader.email))
         .execution_options(synchronize_session=False)
     )
     return rowcount(result)

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from service.abuse.mail_budget import MailBudget, MailWindow
 from service.core.bulk import among, insert_rows
-from service.core.models import Consent, MailKind, Subscriber, SubscriberStatus, table_of
+from service.core.models import (
+    Consent,
+    MailKind,
+    Reader,
+    Subscriber,
+    SubscriberStatus,
+    table_of,
+)
 from service.core.outbox import cancel_queued, queue_mail, queue_mails
 from service.readers.tokens import Claims
 
@@ -41,14 +48,16 @@ class NoLongerPending(Exception):
 
 @dataclass(frozen=True)
 class Signup:
-    """One submission of the form, already checked: the normalised address and where it came
-    from."""
+    """One submission of the form, already checked: the normalised address, the regimen asked
+    for, and where it came from."""
 
     email: str
     origin: RequestOrigin
     source_url: str | None
     # A fingerprint of the wording the reader saw and agreed to, kept with their consent.
     consent_version: str
+    # The regimen's key (one the content holds: the caller checked).
+    regimen: str
 
 
 def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
@@ -62,18 +71,18 @@ def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
     who is subscribed.
     """
     emails = {item.email for item in signups}
-    readers = _reader_states(session, emails)
-    # Only readers we already held can have been mailed lately.
-    budget = MailBudget.load(session, {reader.id for reader in readers.values()},
-                             mail_windows, now)
-    if missing := emails - readers.keys():
+    suppressed = _suppressed_among(session, emails, now)
+    readers = _subscription_states(session, emails)
+    # Only addresses we already held can have been mailed lately.
+    budget = MailBudget.load(session, {email for email, _ in readers}, mail_windows, now)
+    if missing := {(item.email, item.regimen) for item in signups} - readers.keys():
         readers |= _create_pending(session, missing, now)
     reopened: set[int] = set()
     consents: list[dict[str, object]] = []
     mails: list[tuple[int, MailKind]] = []
     for item in signups:
-        reader = readers[item.email]
-        if reader.suppressed_at is not None or not budget.spend(reader.id):
+        reader = readers[item.email, item.regimen]
+        if item.email in suppressed or not budget.spend(item.email):
             # Bounced or complained (never mailed again), or mailed too often lately: nothing
             # happens, and the caller's answer does not show it.
             continue
@@ -101,24 +110,37 @@ async def confirm(
     session: AsyncSession, claims: Claims, origin: RequestOrigin, now: datetime,
 ) -> Subscriber:
     """Record the reader's confirmation and queue the regimen mail; confirming twice does
-    nothing more than confirming once."""
+    nothing more than confirming once.
+
+    The button confirms the address: every other regimen still waiting for it is confirmed
+    with it, each with its own consent record and regimen mail (the page says which)."""
     subscriber = await subscriber_for(session, claims)
-    if subscriber.status is SubscriberStatus.CONFIRMED:
-        return subscriber
     if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
         raise NoLongerPending()
-    subscriber.status = SubscriberStatus.CONFIRMED
-    subscriber.confirmed_at = now
-    consent = await session.scalar(
-        select(Consent).where(Consent.subscriber_id == subscriber.id)
-        .order_by(Consent.id.desc()).limit(1)
-    )
-    if consent is not None:
-        consent.confirmed_at = now
-        consent.confirm_ip = origin.ip
-        consent.confirm_user_agent = origin.user_agent
-    await queue_mail(session, subscriber, MailKind.REGIMEN)
+    for waiting in [subscriber, *await still_waiting(session, subscriber)]:
+        if waiting.status is not SubscriberStatus.PENDING:
+            continue
+        waiting.status = SubscriberStatus.CONFIRMED
+        waiting.confirmed_at = now
+        consent = await session.scalar(
+            select(Consent).where(Consent.subscriber_id == waiting.id)
+            .order_by(Consent.id.desc()).limit(1)
+        )
+        if consent is not None:
+            consent.confirmed_at = now
+            consent.confirm_ip = origin.ip
+            consent.confirm_user_agent = origin.user_agent
+        await queue_mail(session, waiting, MailKind.REGIMEN)
     return subscriber
+
+
+async def still_waiting(session: AsyncSession, subscriber: Subscriber) -> list[Subscriber]:
+    """The address's other subscriptions that wait for the confirmation button."""
+    return list(await session.scalars(
+        select(Subscriber).where(Subscriber.email == subscriber.email,
+                                 Subscriber.id != subscriber.id,
+                                 Subscriber.status == SubscriberStatus.PENDING)
+        .order_by(Subscriber.id)))
 
 
 async def resend(session: AsyncSession, claims: Claims, now: datetime,
@@ -127,8 +149,8 @@ async def resend(session: AsyncSession, claims: Claims, now: datetime,
     still pending, the regimen again if they confirmed meanwhile; nothing if they left. The
     per-address limit holds here too: the button can be pressed again and again."""
     subscriber = await subscriber_for(session, claims)
-    budget = await session.run_sync(MailBudget.load, {subscriber.id}, mail_windows, now)
-    if not budget.spend(subscriber.id):
+    budget = await session.run_sync(MailBudget.load, {subscriber.email}, mail_windows, now)
+    if not budget.spend(subscriber.email):
         return
     if subscriber.status is SubscriberStatus.PENDING:
         await queue_mail(session, subscriber, MailKind.CONFIRM)
@@ -136,13 +158,15 @@ async def resend(session: AsyncSession, claims: Claims, now: datetime,
         await queue_mail(session, subscriber, MailKind.REGIMEN)
 
 
-async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime) -> None:
+async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime, *,
+                      everything: bool = False) -> None:
+    """Stop this regimen's mail; with `everything`, the mail of every regimen of the address."""
     subscriber = await subscriber_for(session, claims)
-    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
-        return
-    subscriber.status = SubscriberStatus.UNSUBSCRIBED
-    subscriber.unsubscribed_at = now
-    await cancel_queued(session, subscriber.id)
+    for each in [subscriber, *(await _all_of(session, subscriber.email) if everything else [])]:
+        if each.status is not SubscriberStatus.UNSUBSCRIBED:
+            each.status = SubscriberStatus.UNSUBSCRIBED
+            each.unsubscribed_at = now
+        await cancel_queued(session, each.id)
 
 
 async def subscriber_for(session: AsyncSession, claims: Claims) -> Subscriber:
@@ -154,40 +178,55 @@ async def subscriber_for(session: AsyncSession, claims: Claims) -> Subscriber:
     return subscriber
 
 
-async def _by_email(session: AsyncSession, email: str) -> Subscriber | None:
-    return await session.scalar(select(Subscriber).where(Subscriber.email == email))
+async def _all_of(session: AsyncSession, email: str) -> list[Subscriber]:
+    return list(await session.scalars(select(Subscriber).where(Subscriber.email == email)))
 
 
 class _ReaderState(NamedTuple):
     id: int
     status: SubscriberStatus
-    suppressed_at: datetime | None
 
 
-def _reader_states(session: Session, emails: set[str]) -> dict[str, _ReaderState]:
+def _suppressed_among(session: Session, emails: set[str], now: datetime) -> set[str]:
+    """Make sure each address has its reader row; return those never to be mailed."""
+    readers: dict[str, datetime | None] = dict(session.execute(
+        select(Reader.email, Reader.suppressed_at).where(among(session, Reader.email, emails))
+    ).all())
+    if missing := emails - readers.keys():
+        # Another process may insert one of these a moment before us: skipped, not failed.
+        # Sorted, so that two processes inserting the same addresses lock in the same order.
+        insert_rows(session, table_of(Reader), [
+            {"email": email, "created_at": now} for email in sorted(missing)],
+            skip_duplicates_of=("email",))
+    return {email for email, suppressed_at in readers.items() if suppressed_at is not None}
+
+
+def _subscription_states(session: Session,
+                         emails: set[str]) -> dict[tuple[str, str], _ReaderState]:
     rows = session.execute(
-        select(Subscriber.email, Subscriber.id, Subscriber.status, Subscriber.suppressed_at)
+        select(Subscriber.email, Subscriber.regimen, Subscriber.id, Subscriber.status)
         .where(among(session, Subscriber.email, emails))
     )
-    return {email: _ReaderState(id_, status, suppressed_at)
-            for email, id_, status, suppressed_at in rows}
+    return {(email, regimen): _ReaderState(id_, status)
+            for email, regimen, id_, status in rows}
 
 
-def _create_pending(session: Session, emails: set[str],
-                    now: datetime) -> dict[str, _ReaderState]:
-    """New pending readers for these addresses, and the state of each."""
-    # Another process may insert one of these a moment before us: it is skipped here and read
-    # back below, instead of failing the whole batch on the unique address. Sorted, so that two
-    # processes inserting the same addresses take their locks in the same order.
+def _create_pending(session: Session, wanted: set[tuple[str, str]],
+                    now: datetime) -> dict[tuple[str, str], _ReaderState]:
+    """New pending subscriptions for these (address, regimen) pairs, and the state of each."""
+    # As for readers: one inserted by another process meanwhile is skipped, and read back.
     table = table_of(Subscriber)
     inserted = insert_rows(session, table, [
-        {"email": email, "status": SubscriberStatus.PENDING, "created_at": now}
-        for email in sorted(emails)], returning=[table.c.email, table.c.id],
-        skip_duplicates_of="email")
-    created = {email: _ReaderState(id_, SubscriberStatus.PENDING, None)
-               for email, id_ in inserted}
-    if raced := emails - created.keys():
-        created |= _reader_states(session, raced)
+        {"email": email, "regimen": regimen, "status": SubscriberStatus.PENDING,
+         "created_at": now}
+        for email, regimen in sorted(wanted)],
+        returning=[table.c.email, table.c.regimen, table.c.id],
+        skip_duplicates_of=("email", "regimen"))
+    created = {(email, regimen): _ReaderState(id_, SubscriberStatus.PENDING)
+               for email, regimen, id_ in inserted}
+    if raced := wanted - created.keys():
+        created |= {pair: state for pair, state in _subscription_states(
+            session, {email for email, _ in raced}).items() if pair in raced}
     return created
 
 
@@ -199,17 +238,18 @@ class SuppressionReason(enum.StrEnum):
 async def suppress(
     session: AsyncSession, email: str, reason: SuppressionReason, now: datetime,
 ) -> bool:
-    """Never mail this (normalised) address again: a hard bounce or a spam complaint; a
-    complaint also unsubscribes. Returns whether the address was known."""
-    subscriber = await _by_email(session, email)
-    if subscriber is None:
+    """Never mail this (normalised) address again, for any regimen: a hard bounce or a spam
+    complaint; a complaint also unsubscribes. Returns whether the address was known."""
+    reader = await session.scalar(select(Reader).where(Reader.email == email))
+    if reader is None:
         return False
-    if subscriber.suppressed_at is None:
-        subscriber.suppressed_at = now
-        subscriber.suppressed_reason = reason.value
-    if reason is SuppressionReason.COMPLAINT and \
-            subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
-        subscriber.status = SubscriberStatus.UNSUBSCRIBED
-        subscriber.unsubscribed_at = now
-    await cancel_queued(session, subscriber.id)
+    if reader.suppressed_at is None:
+        reader.suppressed_at = now
+        reader.suppressed_reason = reason.value
+    for subscriber in await _all_of(session, email):
+        if reason is SuppressionReason.COMPLAINT and \
+                subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+            subscriber.status = SubscriberStatus.UNSUBSCRIBED
+            subscriber.unsubscribed_at = now
+        await cancel_queued(session, subscriber.id)
     return True

@@ -1,5 +1,7 @@
 """The author's cockpit: `/admin` (the funnel, its chart, sources, exercises, the outbox) and
 `/admin/funnel.csv`, behind HTTP basic auth with REGIMEN_ADMIN_PASSWORD; absent when unset.
+Both report on every regimen together, or on one (`?regimen=KEY`, chosen on the page from a
+list of the regimens served).
 
 The chart is inline SVG drawn here on the server: no script, no inline style (the CSP forbids
 both); its colours come from classes in style.css.
@@ -16,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from service.core.content import KEY_MAX_LENGTH, Catalog, Regimen
 from service.core.models import utcnow
 from service.funnel import stats
 from service.web.dependencies import PasswordOnly, Refusal, RuntimeDep, password_protected
@@ -42,9 +45,14 @@ router = APIRouter(
 
 PERIODS = (7, 30, 90, 365)
 Days = Annotated[int, Query(ge=1, le=366, description="The period to report on, in days.")]
+RegimenKey = Annotated[str, Query(
+    max_length=KEY_MAX_LENGTH,
+    description="The regimen to report on, by its key (e.g. `sacro-iliac`); empty or absent: "
+                "every regimen together.")]
 OFF = "Off (404) until REGIMEN_ADMIN_PASSWORD is set."
 REFUSALS: Answers = {
-    400: error("`days` is not a whole number from 1 to 366."),
+    400: error("`days` is not a whole number from 1 to 366, or `regimen` is not the key of a "
+               "regimen the site serves."),
     401: {"description": "The password is wrong or missing.",
           "content": {PLAIN: {"schema": TEXT}},
           "headers": {"WWW-Authenticate": {"required": True, "schema": TEXT}}},
@@ -53,28 +61,53 @@ REFUSALS: Answers = {
 }
 
 
+def chosen(catalog: Catalog, key: str) -> Regimen | None:
+    """The regimen whose key the request names, or None for every regimen (no key); 400 for a
+    key the content does not have."""
+    if not key:
+        return None
+    regimen = catalog.get(key)
+    if regimen is None:
+        raise HTTPException(400)
+    return regimen
+
+
 @router.get("/admin", summary="For the author: the funnel, sources, exercises and the outbox",
             description=OFF,
-            responses={200: page("The cockpit for the last `days` days."), **REFUSALS})
-async def admin_page(request: Request, runtime: RuntimeDep, days: Days = 30) -> Response:
+            responses={200: page("The cockpit for the last `days` days, for one regimen or "
+                                 "every regimen together."), **REFUSALS})
+async def admin_page(request: Request, runtime: RuntimeDep, days: Days = 30,
+                     regimen: RegimenKey = "") -> Response:
+    catalog = runtime.catalog
+    selected = chosen(catalog, regimen)
     async with runtime.db.transaction() as session:
-        report = await stats.report(session, runtime.regimen, utcnow(), days,
-                                    runtime.settings.scanner_window)
-    return render(request, "admin.html", runtime.regimen, private=True, report=report,
-                  chart=chart(report.days), periods=PERIODS, days=days, percent=stats.percent)
+        report = await stats.report(session, list(catalog.regimens.values()), utcnow(), days,
+                                    runtime.settings.scanner_window,
+                                    selected.key if selected else None)
+    return render(request, "admin.html", selected or catalog.default, private=True,
+                  report=report, chart=chart(report.days), periods=PERIODS, days=days,
+                  percent=stats.percent, regimens=list(catalog.regimens.values()),
+                  selected=selected, keep_regimen=f"&regimen={selected.key}" if selected else "")
 
 
 @router.get(
     "/admin/funnel.csv", summary="For the author: the daily funnel as CSV", description=OFF,
-    responses={200: {"description": "One row a day.", "content": {"text/csv": {"schema": TEXT}},
+    responses={200: {"description": "One row a day, for one regimen or every regimen "
+                                    "together.",
+                     "content": {"text/csv": {"schema": TEXT}},
                      "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}},
                **REFUSALS},
 )
-async def funnel_csv(runtime: RuntimeDep, days: Days = 30) -> Response:
+async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey = "") -> Response:
+    catalog = runtime.catalog
+    selected = chosen(catalog, regimen)
+    key = selected.key if selected else None
     async with runtime.db.transaction() as session:
-        report = await stats.funnel(session, utcnow(), days, runtime.settings.scanner_window)
+        report = await stats.funnel(session, list(catalog.regimens.values()), utcnow(), days,
+                                    runtime.settings.scanner_window, key)
+    name = f"funnel-{key}-{days}d.csv" if key else f"funnel-{days}d.csv"
     return Response(funnel_as_csv(report), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="funnel-{days}d.csv"', **PRIVATE_HEADERS,
+        "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
     })
 
 

@@ -55,6 +55,8 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    # Last: `/{key}` (a regimen's own form) would match /healthz, /admin or /embed too.
+    app.include_router(signup.hosted)
     if runtime.settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=runtime.settings.allowed_origins,
                            allow_methods=["POST"], allow_headers=["Content-Type"])

@@ -1,11 +1,12 @@
 """The error pages, and what a failed request leaves in the log.
 
 Whatever goes wrong, a reader gets a page that says what happened and what to do, never a
-stack trace; a JSON client gets the same as JSON. A database that cannot be used right now
-(down, restarting, its disk full) is a 503 with `Retry-After`, not a 500: nothing is wrong
-with the request, and it will work again. Each failed request is one log line; a traceback is
-logged for the first failure of a kind in a minute, and the others only count (a 30-second
-database outage made 34,892 log lines before, issue 13).
+stack trace; a JSON client gets the same as JSON. The pages speak with the site's wording (its
+default regimen's), whichever regimen the request was about. A database that cannot be used
+right now (down, restarting, its disk full) is a 503 with `Retry-After`, not a 500: nothing is
+wrong with the request, and it will work again. Each failed request is one log line; a
+traceback is logged for the first failure of a kind in a minute, and the others only count (a
+30-second database outage made 34,892 log lines before, issue 13).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from service.readers.signup import NoLongerPending, UnknownSubscriber
 from service.readers.tokens import ExpiredToken, InvalidToken
 from service.runtime import Runtime
 from service.web.dependencies import Refusal
-from service.web.pages import render
+from service.web.pages import RegimenGone, render
 from service.web.security_headers import add_missing, security_headers
 from service.web.texts import ERROR_TEXT, TEXTS
 
@@ -107,6 +108,10 @@ def add_error_pages(app: FastAPI, runtime: Runtime) -> Callable[[Request, Except
     @app.exception_handler(NoLongerPending)
     async def no_longer_pending(request: Request, exc: NoLongerPending) -> Response:
         return error_page(request, 410, link.left_heading, link.left_text, offer_signup=True)
+
+    @app.exception_handler(RegimenGone)
+    async def regimen_gone(request: Request, exc: RegimenGone) -> Response:
+        return error_page(request, 410, link.gone_heading, link.gone_text, offer_signup=True)
 
     @app.exception_handler(ExpiredToken)
     async def expired_token(request: Request, exc: ExpiredToken) -> Response:

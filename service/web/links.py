@@ -1,24 +1,32 @@
 """The pages behind the links in a reader's mails: confirm, the regimen and its exercise links,
 unsubscribe, erase. GET never changes anything: mail scanners open every link in a mail, so
-only a button press (a POST) confirms, unsubscribes or erases."""
+only a button press (a POST) confirms, unsubscribes or erases.
+
+Each link names one subscription (an address's to one regimen), and its pages are about that
+regimen: its title, its units. A regimen the author has since removed answers with a page that
+says so (410); unsubscribing and erasing still work then."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal, NamedTuple
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from service.core.models import EventKind, Subscriber, utcnow
+from service.core.content import Regimen
+from service.core.models import EventKind, Subscriber, SubscriberStatus, utcnow
 from service.funnel import events
 from service.readers import privacy, signup
 from service.readers.tokens import Claims, Purpose
 from service.runtime import Runtime
-from service.web.dependencies import RuntimeDep, origin_of, per_ip
-from service.web.pages import PRIVATE_HEADERS, render
+from service.web.dependencies import RuntimeDep, form_fields, origin_of, per_ip
+from service.web.pages import PRIVATE_HEADERS, RegimenGone, offered, render
 from service.web.schemas import (
     BAD_LINK,
     CRASHED,
@@ -47,6 +55,8 @@ Slug = Annotated[str, Path(description="An exercise of the regimen, as named in 
                                        "file.")]
 
 TOKEN_PAGE_ANSWERS: Answers = {400: BAD_LINK, 404: UNKNOWN_LINK, 429: TOO_MANY}
+GONE = "the author no longer offers the link's regimen (a page saying so)"
+GONE_PAGE = error("The author no longer offers the link's regimen: a page says so.")
 
 
 class ButtonPress(BaseModel):
@@ -55,14 +65,28 @@ class ButtonPress(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class OneClickUnsubscribe(BaseModel):
-    """RFC 8058 one-click unsubscribe; the body is not needed."""
+class Unsubscribe(BaseModel):
+    """The page's buttons, or RFC 8058 one-click unsubscribe (whose body is not needed)."""
 
     one_click: Literal["One-Click"] | SkipJsonSchema[None] = Field(None,
                                                                    alias="List-Unsubscribe")
+    everything: Literal["1"] | SkipJsonSchema[None] = Field(
+        None, description="The page's “Stop everything” button: unsubscribe every regimen of "
+                          "the address, not only the link's. Without it (as in a one-click "
+                          "unsubscribe), only the link's regimen.")
 
 
 BUTTON = request_body(ButtonPress, FORM)
+
+Others = Callable[[AsyncSession, Subscriber], Awaitable[list[Subscriber]]]
+
+
+class Holder(NamedTuple):
+    subscriber: Subscriber
+    # The link's regimen as served now; None once the author removed it.
+    regimen: Regimen | None
+    # The address's other subscriptions a page mentions (see token_holder's `others`).
+    others: list[Subscriber]
 
 
 def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
@@ -72,52 +96,96 @@ def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
 
 async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
                        counted: EventKind | None = None, exercise: str | None = None,
-                       from_mail: bool = True) -> Subscriber:
-    """The reader a link belongs to, for pages that only show something; the opening is
-    counted for the author's funnel when `counted` says as what (service.funnel.events)."""
+                       from_mail: bool = True, *, offered_only: bool = False,
+                       others: Others | None = None) -> Holder:
+    """The subscription a link belongs to, for pages that only show something; the opening
+    is counted for the author's funnel when `counted` says as what (service.funnel.events).
+    `offered_only`: the page needs the regimen (RegimenGone, before anything is counted, once
+    the author removed it); with `exercise`, one of that regimen's (else 404). `others` finds
+    the address's other subscriptions the page mentions."""
     claims = read_token(runtime, purpose, token)
     async with runtime.db.transaction() as session:
         subscriber = await signup.subscriber_for(session, claims)
         if purpose is Purpose.REGIMEN and subscriber.confirmed_at is None:
             raise signup.UnknownSubscriber()
+        regimen = runtime.catalog.get(subscriber.regimen)
+        if offered_only and regimen is None:
+            raise RegimenGone(subscriber.regimen)
+        if exercise is not None and (
+                regimen is None or all(e.slug != exercise for e in regimen.exercises())):
+            raise HTTPException(404)
         if counted is not None:
             await events.record(session, counted, subscriber, exercise,
                                 scanner_window=runtime.settings.scanner_window,
                                 from_mail=from_mail)
-        return subscriber
+        return Holder(subscriber, regimen,
+                      await others(session, subscriber) if others is not None else [])
+
+
+async def still_mailed(session: AsyncSession, subscriber: Subscriber) -> list[Subscriber]:
+    """The address's other subscriptions that have not been unsubscribed."""
+    return list(await session.scalars(
+        select(Subscriber).where(Subscriber.email == subscriber.email,
+                                 Subscriber.id != subscriber.id,
+                                 Subscriber.status != SubscriberStatus.UNSUBSCRIBED)
+        .order_by(Subscriber.id)))
+
+
+def offered_titles(runtime: Runtime, subscriptions: list[Subscriber]) -> list[str]:
+    catalog = runtime.catalog
+    return [regimen.title for each in subscriptions
+            if (regimen := catalog.get(each.regimen)) is not None]
 
 
 @router.get(
     "/confirm/{token}", dependencies=[LINK_LIMIT],
     summary="The confirmation page, with its one button",
     description="Opening it changes nothing: mail scanners open every link.",
-    responses={200: page("One button: Yes, send me the regimen."), **TOKEN_PAGE_ANSWERS,
-               410: page("The link has expired; the page offers to send a new one.")},
+    responses={200: page("One button: Yes, send me the regimen. When the address waits for "
+                         "other regimens too, one line names them: the button confirms them "
+                         "all."),
+               **TOKEN_PAGE_ANSWERS,
+               410: error("The link has expired (a page offering to send a new one), or "
+                          + GONE + ".")},
 )
 async def confirm_page(request: Request, token: Token, runtime: RuntimeDep) -> Response:
-    await token_holder(runtime, Purpose.CONFIRM, token, counted=EventKind.CONFIRM_PAGE_OPENED)
-    return render(request, "confirm.html", runtime.regimen, private=True,
-                  action=f"/confirm/{token}")
+    holder = await token_holder(runtime, Purpose.CONFIRM, token,
+                                counted=EventKind.CONFIRM_PAGE_OPENED, offered_only=True,
+                                others=signup.still_waiting)
+    assert holder.regimen is not None
+    return render(request, "confirm.html", holder.regimen, private=True,
+                  action=f"/confirm/{token}", also=offered_titles(runtime, holder.others))
 
 
 @router.post(
     "/confirm/{token}", dependencies=[LINK_LIMIT],
     summary="Confirm: record consent and queue the regimen mail",
-    description="Pressing it again changes nothing.",
-    responses={200: page("Confirmed; the page shows the regimen link."), **TOKEN_PAGE_ANSWERS,
-               410: error("The link has expired (a page offering a new one), or the reader "
-                          "has unsubscribed since (the error page)."),
+    description="Confirms the link's regimen and every other regimen the address still waits "
+                "for, each with its consent and its regimen mail. Pressing it again changes "
+                "nothing.",
+    responses={200: page("Confirmed; the page shows the link of each regimen confirmed."),
+               **TOKEN_PAGE_ANSWERS,
+               410: error("The link has expired (a page offering a new one), the reader has "
+                          "unsubscribed since (the error page), or " + GONE + "."),
                413: TOO_LARGE},
     openapi_extra=BUTTON,
 )
 async def confirm(request: Request, token: Token, runtime: RuntimeDep) -> Response:
     claims = read_token(runtime, Purpose.CONFIRM, token)
     async with runtime.db.transaction() as session:
+        held = await signup.subscriber_for(session, claims)
+        regimen = offered(runtime.catalog, held.regimen)
+        # Asked first: confirming them takes them off that list.
+        waiting = await signup.still_waiting(session, held)
         subscriber = await signup.confirm(session, claims, origin_of(request), utcnow())
-    # Marked as this page's link: no mail scanner sees this page, so its openings all count.
-    regimen_url = f"{runtime.links.for_subscriber(Purpose.REGIMEN, subscriber)}?{VIA_PAGE}"
-    return render(request, "confirmed.html", runtime.regimen, private=True,
-                  regimen_url=regimen_url)
+    confirmed = [(regimen, subscriber)] + [
+        (each_regimen, each) for each in waiting
+        if (each_regimen := runtime.catalog.get(each.regimen)) is not None]
+    # Marked as this page's links: no mail scanner sees this page, so their openings all count.
+    links = [(each_regimen.title,
+              f"{runtime.links.for_subscriber(Purpose.REGIMEN, each)}?{VIA_PAGE}")
+             for each_regimen, each in confirmed]
+    return render(request, "confirmed.html", regimen, private=True, links=links)
 
 
 @router.post(
@@ -125,27 +193,31 @@ async def confirm(request: Request, token: Token, runtime: RuntimeDep) -> Respon
     summary="Send a fresh confirmation for an expired link",
     description="The token's age is not checked here, only its signature.",
     responses={200: page("A new mail is on its way (if one is due)."), **TOKEN_PAGE_ANSWERS,
-               413: TOO_LARGE},
+               410: GONE_PAGE, 413: TOO_LARGE},
     openapi_extra=BUTTON,
 )
 async def resend_confirmation(request: Request, token: Token, runtime: RuntimeDep) -> Response:
     # Only the age may be past: the signature must still be ours.
     claims = runtime.tokens.read(Purpose.CONFIRM, token)
     async with runtime.db.transaction() as session:
+        offered(runtime.catalog, (await signup.subscriber_for(session, claims)).regimen)
         await signup.resend(session, claims, utcnow(), runtime.mail_windows)
     return render(request, "check_inbox.html", runtime.regimen, private=True)
 
 
 @router.get("/r/{token}", dependencies=[LINK_LIMIT], summary="The reader's regimen page",
-            responses={200: page("The units in order, each exercise with its link."),
-                       **TOKEN_PAGE_ANSWERS})
+            responses={200: page("The link's regimen: its units in order, each exercise with "
+                                 "its link."),
+                       **TOKEN_PAGE_ANSWERS, 410: GONE_PAGE})
 async def regimen_page(request: Request, token: Token, runtime: RuntimeDep) -> Response:
-    subscriber = await token_holder(runtime, Purpose.REGIMEN, token,
-                                    counted=EventKind.REGIMEN_OPENED,
-                                    from_mail=request.url.query != VIA_PAGE)
-    return render(request, "regimen.html", runtime.regimen, private=True,
+    holder = await token_holder(runtime, Purpose.REGIMEN, token,
+                                counted=EventKind.REGIMEN_OPENED,
+                                from_mail=request.url.query != VIA_PAGE, offered_only=True)
+    assert holder.regimen is not None
+    return render(request, "regimen.html", holder.regimen, private=True,
                   go_base=f"/r/{token}/go/",
-                  unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE, subscriber))
+                  unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE,
+                                                               holder.subscriber))
 
 
 @router.get(
@@ -158,49 +230,65 @@ async def regimen_page(request: Request, token: Token, runtime: RuntimeDep) -> R
     responses={303: see_other("On to the exercise's video or purchase page, an address from "
                               "the content file."),
                **TOKEN_PAGE_ANSWERS,
-               404: error("No such exercise, or nobody holds this link any more.")},
+               404: error("No such exercise in the link's regimen, or nobody holds this link "
+                          "any more."),
+               410: GONE_PAGE},
 )
 async def exercise_link(token: Token, slug: Slug, runtime: RuntimeDep) -> Response:
-    exercise = next((e for e in runtime.regimen.exercises() if e.slug == slug), None)
-    if exercise is None:
-        raise HTTPException(404)
-    await token_holder(runtime, Purpose.REGIMEN, token, counted=EventKind.EXERCISE_CLICKED,
-                       exercise=slug)
-    return RedirectResponse(runtime.regimen.destination(exercise), status_code=303,
+    holder = await token_holder(runtime, Purpose.REGIMEN, token,
+                                counted=EventKind.EXERCISE_CLICKED, exercise=slug,
+                                offered_only=True)
+    assert holder.regimen is not None
+    exercise = next(e for e in holder.regimen.exercises() if e.slug == slug)
+    return RedirectResponse(holder.regimen.destination(exercise), status_code=303,
                             headers=PRIVATE_HEADERS)
 
 
 # HEAD too, answered like GET and changing nothing as GET does: mail scanners and mailbox
 # providers probe the List-Unsubscribe address with HEAD, and a 405 there looks broken.
+UNSUBSCRIBE_PAGE = page("One button: unsubscribe (from the link's regimen). When the address "
+                        "gets other regimens too, a second: stop everything.")
+
+
 @router.get("/unsubscribe/{token}", dependencies=[LINK_LIMIT],
             summary="The unsubscribe page, with its button",
-            responses={200: page("One button: unsubscribe."), **TOKEN_PAGE_ANSWERS})
+            responses={200: UNSUBSCRIBE_PAGE, **TOKEN_PAGE_ANSWERS})
 @router.head("/unsubscribe/{token}", dependencies=[LINK_LIMIT],
              summary="The unsubscribe page's headers, as GET; changes nothing",
-             responses={200: page("One button: unsubscribe."), **TOKEN_PAGE_ANSWERS})
+             responses={200: UNSUBSCRIBE_PAGE, **TOKEN_PAGE_ANSWERS})
 async def unsubscribe_page(request: Request, token: Token, runtime: RuntimeDep) -> Response:
-    await token_holder(runtime, Purpose.UNSUBSCRIBE, token)
-    return render(request, "unsubscribe.html", runtime.regimen, private=True,
-                  action=f"/unsubscribe/{token}")
+    holder = await token_holder(runtime, Purpose.UNSUBSCRIBE, token, others=still_mailed)
+    # A regimen the author removed can still be left: the page then speaks for the site.
+    return render(request, "unsubscribe.html", holder.regimen or runtime.regimen, private=True,
+                  about=holder.regimen, action=f"/unsubscribe/{token}",
+                  offer_everything=bool(holder.others))
 
 
 # No IP limit here: mailbox providers send many readers' one-click unsubscribes from a few
 # addresses, and unsubscribing twice changes nothing.
 @router.post(
     "/unsubscribe/{token}",
-    summary="Unsubscribe (the page's button and RFC 8058 one-click)",
-    description="No cookies needed and never a redirect, as RFC 8058 asks; not rate limited, "
-                "since mailbox providers send many readers' one-click unsubscribes from a few "
-                "addresses.",
-    responses={200: page("Unsubscribed (again, if pressed twice)."), 400: BAD_LINK,
+    summary="Unsubscribe (the page's buttons and RFC 8058 one-click)",
+    description="Stops the mail of the link's regimen; with `everything=1` (the page's “Stop "
+                "everything” button), of every regimen of the address. No cookies needed and "
+                "never a redirect, as RFC 8058 asks; not rate limited, since mailbox providers "
+                "send many readers' one-click unsubscribes from a few addresses.",
+    responses={200: page("Unsubscribed (again, if pressed twice)."),
+               400: error("The link is not one of ours (mistyped, cut short or tampered "
+                          "with), or a multipart body that cannot be read."),
                404: UNKNOWN_LINK, 413: TOO_LARGE},
-    openapi_extra=request_body(OneClickUnsubscribe, FORM, MULTIPART),
+    openapi_extra=request_body(Unsubscribe, FORM, MULTIPART),
 )
 async def unsubscribe(request: Request, token: Token, runtime: RuntimeDep) -> Response:
     claims = read_token(runtime, Purpose.UNSUBSCRIBE, token)
+    content_type = request.headers.get("content-type", "").lower()
+    everything = (await form_fields(request, content_type)).get("everything") == "1"
     async with runtime.db.transaction() as session:
-        await signup.unsubscribe(session, claims, utcnow())
-    return render(request, "unsubscribed.html", runtime.regimen, private=True)
+        subscriber = await signup.subscriber_for(session, claims)
+        await signup.unsubscribe(session, claims, utcnow(), everything=everything)
+    regimen = runtime.catalog.get(subscriber.regimen)
+    return render(request, "unsubscribed.html", regimen or runtime.regimen, private=True,
+                  about=regimen, everything=everything)
 
 
 @router.get("/erase/{token}", dependencies=[LINK_LIMIT],
@@ -208,6 +296,7 @@ async def unsubscribe(request: Request, token: Token, runtime: RuntimeDep) -> Re
             responses={200: page("One button: delete everything held about me."),
                        **TOKEN_PAGE_ANSWERS})
 async def erase_page(request: Request, token: Token, runtime: RuntimeDep) -> Response:
+    # The address's data, every regimen's: the page speaks for the site.
     await token_holder(runtime, Purpose.ERASE, token)
     return render(request, "erase.html", runtime.regimen, private=True, action=f"/erase/{token}")
 
@@ -225,7 +314,8 @@ async def erase(request: Request, token: Token, runtime: RuntimeDep) -> Response
     try:
         async with runtime.db.transaction() as session:
             reader = await signup.subscriber_for(session, claims)
-            await privacy.erase(session, reader, runtime.settings.secret_keys[0], utcnow())
+            await privacy.erase(session, reader.email, runtime.settings.secret_keys[0],
+                                utcnow())
     except signup.UnknownSubscriber:
         pass  # pressed twice, or erased already: the outcome the reader asked for
     return render(request, "erased.html", runtime.regimen, private=True)

@@ -1,11 +1,11 @@
 """`GET /metrics` for Prometheus.
 
-Business numbers (signups, confirmations, mails by kind and outcome, the outbox's depth and
-oldest age) are read from the database at scrape time, not counted in memory: with several
-uvicorn workers and separate `regimen worker` processes an in-memory counter would only know
-its own process, and the database already holds the truth. They are reported as gauges of
-current totals: a count can go down when rows are purged (`regimen outbox purge`) or readers
-erased, which a Prometheus counter must never do.
+Business numbers (signups, confirmations and mails by kind and outcome, each by regimen; the
+outbox's depth and oldest age) are read from the database at scrape time, not counted in
+memory: with several uvicorn workers and separate `regimen worker` processes an in-memory
+counter would only know its own process, and the database already holds the truth. They are
+reported as gauges of current totals: a count can go down when rows are purged (`regimen outbox
+purge`) or readers erased, which a Prometheus counter must never do.
 
 Request latency can only be measured in the process that served the request: a histogram
 labelled by route template (never the raw path, which holds tokens). With several web workers
@@ -87,7 +87,7 @@ async def metrics_token(request: Request, runtime: RuntimeDep,
 async def metrics(runtime: RuntimeDep) -> Response:
     async with runtime.db.transaction() as session:
         families = await database_metrics(session, transport_name(runtime.settings.mail_url),
-                                          utcnow())
+                                          utcnow(), runtime.catalog.keys())
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(families))
     body = generate_latest(registry)

@@ -9,11 +9,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from service.core.content import Regimen
-from service.web.texts import TEXTS
+from service.core.content import Catalog, Regimen
+from service.web.texts import TEXTS, titles
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals["t"] = TEXTS
+templates.env.filters["titles"] = titles
 
 # Pages reached through a reader's personal link: never indexed, cached, or leaked as Referer.
 PRIVATE_HEADERS = {
@@ -23,8 +24,23 @@ PRIVATE_HEADERS = {
 }
 
 
+class RegimenGone(Exception):
+    """A link to a regimen the author has since removed from the content: a page says so
+    (service.web.errors), never a crash."""
+
+
+def offered(catalog: Catalog, key: str) -> Regimen:
+    """The regimen `key` as served now; RegimenGone once the author removed it."""
+    regimen = catalog.get(key)
+    if regimen is None:
+        raise RegimenGone(key)
+    return regimen
+
+
 def render(request: Request, name: str, regimen: Regimen, *, status_code: int = 200,
            private: bool = False, **context: Any) -> HTMLResponse:
+    """`regimen` is the one the page is about (its title, intro and the site's wording); pages
+    about no regimen in particular pass the site's default one."""
     response = templates.TemplateResponse(
         request, name, {"regimen": regimen, "private": private, **context},
         status_code=status_code,
@@ -32,4 +48,3 @@ def render(request: Request, name: str, regimen: Regimen, *, status_code: int = 
     if private:
         response.headers.update(PRIVATE_HEADERS)
     return response
-

@@ -1,24 +1,36 @@
-"""Signing up: the hosted form, POST /subscribe (from that form, the blog's snippet or JSON), and
-the "check your inbox" page."""
+"""Signing up: the hosted pages (`/` lists the regimens, or is the form when there is one;
+`/{key}` is each regimen's form), POST /subscribe (from those forms, the blog's snippet or JSON),
+and the "check your inbox" page.
+
+Each form names its regimen in a `regimen` field; a form without one (a snippet pasted before
+there were several) signs up for the site's default regimen."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
-from urllib.parse import parse_qsl
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
 
 from service.abuse.bots import MIN_FILL_SECONDS
+from service.core.content import KEY_PATTERN, Regimen
 from service.core.urls import is_web_address
 from service.delivery.outgoing import can_deliver
 from service.readers.addresses import MAX_LENGTH, InvalidAddress, normalize_address
 from service.readers.signup import Signup
 from service.runtime import Runtime
-from service.web.dependencies import RuntimeDep, get_runtime, limit_per_ip, origin_of
+from service.web.dependencies import (
+    RuntimeDep,
+    form_fields,
+    get_runtime,
+    limit_per_ip,
+    origin_of,
+)
 from service.web.embed import back_to_post
 from service.web.pages import render
 from service.web.schemas import (
@@ -32,6 +44,7 @@ from service.web.schemas import (
     TOO_MANY,
     Error,
     Sent,
+    error,
     page,
     request_body,
     see_other,
@@ -39,6 +52,25 @@ from service.web.schemas import (
 from service.web.texts import ACCEPTED_MESSAGE, CONSENT_VERSION, TEXTS
 
 router = APIRouter(default_response_class=Response, responses=CRASHED)
+# `/{key}` matches any one-segment path: create_app adds this router after every other route
+# (and /static), so that it never hides one of them.
+hosted = APIRouter(default_response_class=Response, responses=CRASHED)
+
+
+class RegimenKey(Convertor[str]):
+    """A path segment that can be a regimen's key. In the route's path itself, so that anything
+    else (/favicon.ico, /embed.js) is left to the other routes, or to the 404 page."""
+
+    regex = KEY_PATTERN.removeprefix("^").removesuffix("$")
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("regimen_key", RegimenKey())
 
 ACCEPTED = {"status": "accepted", "message": ACCEPTED_MESSAGE}
 
@@ -59,6 +91,11 @@ class SignupForm(BaseModel):
                                         "from a blog in REGIMEN_ALLOWED_ORIGINS is sent back "
                                         "to it.",
                         json_schema_extra={"format": "uri"})
+    regimen: str = Field("", description="The key of the regimen signed up for (its file's "
+                                         "name in content/regimens/). Absent or empty: the "
+                                         "site's default regimen. One the site does not offer "
+                                         "is refused, and nothing is stored.",
+                         json_schema_extra={"examples": ["neck-and-shoulders"]})
     # The form's honeypot: a field people never see.
     website: str = Field("", description="Honeypot, hidden from people: leave it empty. When "
                                          "filled the answer is the same, but nothing is stored "
@@ -77,24 +114,59 @@ class Accepted(Sent):
     message: str
 
 
-class EmailError(Sent):
-    email: str
+class Problems(Sent):
+    """What is wrong, by field: one of the two."""
+
+    email: str | SkipJsonSchema[None] = Field(None, description="Why the address is refused.")
+    regimen: str | SkipJsonSchema[None] = Field(None, description="The regimen named is not "
+                                                                  "offered.")
 
 
 class FieldErrors(Sent):
-    errors: EmailError
+    errors: Problems
 
 
-@router.get("/", summary="The hosted signup form", responses={200: page("The signup form.")})
+@router.get("/", summary="The hosted signup page",
+            description="The form itself when the site offers one regimen; with several, each "
+                        "regimen's title and introduction with a link to its own form, /{key}.",
+            responses={200: page("The signup form, or the list of regimens.")})
 async def home(request: Request, runtime: RuntimeDep) -> Response:
-    return signup_page(request, runtime, started=runtime.tokens.form_stamp())
+    return front_page(request, runtime)
 
 
-def signup_page(request: Request, runtime: Runtime, *, started: str, status_code: int = 200,
-                source: str = "", email: str = "", error: str = "") -> Response:
-    return render(request, "signup.html", runtime.regimen, status_code=status_code,
-                  action="/subscribe", source=source, email=email, error=error,
-                  started=started, captcha=runtime.captcha)
+def front_page(request: Request, runtime: Runtime, *, status_code: int = 200,
+               error: str = "", email: str = "", source: str = "",
+               started: str | None = None) -> Response:
+    """`started`: the stamp of a form shown before (see `subscribe`), else a fresh one."""
+    catalog = runtime.catalog
+    if len(catalog.regimens) == 1:
+        return signup_page(request, runtime, catalog.default, status_code=status_code,
+                           started=runtime.tokens.form_stamp() if started is None else started,
+                           email=email, source=source, error=error)
+    return render(request, "regimens.html", catalog.default, status_code=status_code,
+                  regimens=list(catalog.regimens.values()), error=error)
+
+
+@hosted.get("/{key:regimen_key}", summary="A regimen's own hosted signup form",
+            responses={200: page("The regimen's signup form."),
+                       404: error("The site offers no regimen with this key.")})
+async def regimen_form(
+    request: Request, runtime: RuntimeDep,
+    key: Annotated[str, Path(description="The regimen's key: its file's name in "
+                                         "content/regimens/.", pattern=KEY_PATTERN)],
+) -> Response:
+    regimen = runtime.catalog.get(key)
+    if regimen is None:
+        raise HTTPException(404)
+    return signup_page(request, runtime, regimen, started=runtime.tokens.form_stamp())
+
+
+def signup_page(request: Request, runtime: Runtime, regimen: Regimen, *, started: str,
+                status_code: int = 200, source: str = "", email: str = "",
+                error: str = "") -> Response:
+    return render(request, "signup.html", regimen, status_code=status_code,
+                  action="/subscribe", regimen_key=regimen.key, source=source, email=email,
+                  error=error, started=started, captcha=runtime.captcha)
 
 
 async def _checked_address(runtime: Runtime, request: Request,
@@ -139,12 +211,15 @@ def _looks_like_a_bot(runtime: Runtime, form: SignupForm) -> bool:
         303: see_other("Form: accepted; on to the blog post (when its blog is in "
                        "REGIMEN_ALLOWED_ORIGINS) or to /check-inbox."),
         400: {"description": "Form: the address is not usable (malformed, a throw-away or "
-                             "mailless domain, an unsolved CAPTCHA); the form again, saying "
-                             "why. Also a form body that cannot be parsed (the error page).",
+                             "mailless domain, an unsolved CAPTCHA): the regimen's form again, "
+                             "saying why; or the regimen named is not offered: the hosted page "
+                             "`/` again (the list of regimens, or the one form), saying so. "
+                             "Also a form body that cannot be parsed (the error page).",
               "model": Error, "content": {HTML: {"schema": TEXT}}},
         413: TOO_LARGE,
-        422: {"description": "JSON: the address is not usable, as for 400 (or the body is not "
-                             "a JSON object); `errors.email` says why.",
+        422: {"description": "JSON: as for 400, `errors.regimen` when the regimen named is not "
+                             "offered (checked first), otherwise `errors.email` when the address "
+                             "is not usable (or the body is not a JSON object).",
               "model": FieldErrors},
         429: TOO_MANY,
     },
@@ -157,19 +232,28 @@ async def subscribe(request: Request) -> Response:
     await limit_per_ip(request, runtime, "signup")
     content_type = request.headers.get("content-type", "").lower()
     as_json = content_type.startswith("application/json")
-    fields = await _json_fields(request) if as_json else await _form_fields(request, content_type)
+    fields = await _json_fields(request) if as_json else await form_fields(request, content_type)
     form = SignupForm.model_validate(fields)
+    regimen = runtime.catalog.get(form.regimen) if form.regimen else runtime.regimen
+    if regimen is None:
+        # Said before anything else is checked: whatever the address, nothing can be stored.
+        if as_json:
+            return JSONResponse({"errors": {"regimen": TEXTS.listing.unknown}}, status_code=422)
+        return front_page(request, runtime, status_code=400, error=TEXTS.listing.unknown,
+                          email=form.email, source=form.source, started=form.started or "")
     email, problem = await _checked_address(runtime, request, form)
     if problem:
         if as_json:
             return JSONResponse({"errors": {"email": problem}}, status_code=422)
         # The first showing's stamp again (or none, from the blog's static form): a reader
         # fixing one letter is quick, and has been on the form all along.
-        return signup_page(request, runtime, started=form.started or "", status_code=400,
-                           source=form.source, email=form.email, error=problem)
+        return signup_page(request, runtime, regimen, started=form.started or "",
+                           status_code=400, source=form.source, email=form.email,
+                           error=problem)
     source = _source_url(form.source or request.headers.get("referer"))
     if not _looks_like_a_bot(runtime, form):
-        await runtime.signups.write(Signup(email, origin_of(request), source, CONSENT_VERSION))
+        await runtime.signups.write(Signup(email, origin_of(request), source, CONSENT_VERSION,
+                                           regimen.key))
     # The same answer whatever the address's state, so nobody learns who is subscribed.
     if as_json:
         return JSONResponse(ACCEPTED, status_code=202)
@@ -183,17 +267,6 @@ async def check_inbox(request: Request, runtime: RuntimeDep) -> Response:
     return render(request, "check_inbox.html", runtime.regimen)
 
 
-async def _form_fields(request: Request, content_type: str) -> dict[str, str]:
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        # What the blog's form sends. parse_qsl decodes it as request.form() does (Latin-1,
-        # then %-escapes as UTF-8) in less than half the time; request.form() had been a tenth
-        # of a signup's time (bench/signup.py). Multipart bodies still go there.
-        body = (await request.body()).decode("latin-1")
-        return dict(parse_qsl(body, keep_blank_values=True))
-    async with request.form() as form:  # closes the temporary files of any uploads
-        return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
 async def _json_fields(request: Request) -> dict[str, str]:
     try:
         data: Any = json.loads(await request.body())
@@ -202,9 +275,18 @@ async def _json_fields(request: Request) -> dict[str, str]:
     if not isinstance(data, dict):
         return {}
     # A name that is not text (a lone surrogate from JSON's \ud800) is no field of ours, and
-    # SignupForm would refuse it.
-    return {key: value for key, value in data.items()
-            if isinstance(value, str) and _is_text(key)}
+    # SignupForm would refuse it. A null is a field left out; a number or a list is read as its
+    # JSON text, so that `"regimen": 42` is refused like any regimen not offered, not taken
+    # for no regimen at all.
+    return {key: value if isinstance(value, str) else _json_text(value)
+            for key, value in data.items() if value is not None and _is_text(key)}
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except RecursionError:
+        return "[…]"
 
 
 def _source_url(value: str | None) -> str | None:

@@ -33,6 +33,19 @@ class SignupText:
 
 
 @dataclass(frozen=True)
+class ListingText:
+    """The hosted page `/` when the site offers several regimens: one entry per regimen."""
+
+    title: str = "Free regimens"
+    heading: str = "Free self-care regimens from {author}"
+    lead: str = "Choose one: each is sent to you by email, free, once you say yes."
+    button: str = "Get this regimen"
+    # A form naming a regimen the site does not offer (a snippet older than the author's last
+    # change); the same words for the JSON API.
+    unknown: str = "No regimen of that name is offered here (any more)."
+
+
+@dataclass(frozen=True)
 class CheckInboxText:
     title: str = "Check your inbox"
     heading: str = "Check your inbox"
@@ -51,6 +64,8 @@ class ConfirmText:
     title: str = "Confirm your address"
     heading: str = "One click, and your regimen is on its way"
     button: str = "Yes, send me the regimen"
+    # When the address also waits for other regimens: the button confirms them all.
+    also: str = "This also confirms {titles}."
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,9 @@ class ConfirmedText:
     heading: str = "Thank you, you're confirmed"
     lead: str = "Your regimen is ready, and we have also emailed you the link to keep."
     button: str = "Open my regimen"
+    # When the button confirmed several regimens: one link each.
+    lead_many: str = "Your regimens are ready, and we have also emailed you their links to keep."
+    button_each: str = "{title}"
 
 
 @dataclass(frozen=True)
@@ -79,16 +97,21 @@ class RegimenText:
 @dataclass(frozen=True)
 class UnsubscribeText:
     title: str = "Unsubscribe"
-    heading: str = "Stop emails from {author}?"
+    heading: str = "Stop the emails about this regimen?"
     lead: str = "Your regimen page keeps working either way."
     button: str = "Unsubscribe"
+    # Shown when the address gets other regimens too.
+    everything_lead: str = "You also get emails about other regimens from {author}."
+    everything_button: str = "Stop everything"
 
 
 @dataclass(frozen=True)
 class UnsubscribedText:
     title: str = "Unsubscribed"
     heading: str = "You're unsubscribed"
-    lead: str = "You will get no more email from us. Your regimen link keeps working."
+    lead: str = "You will get no more email about this regimen. Your regimen link keeps working."
+    lead_everything: str = ("You will get no more email from {author}. Your regimen links keep "
+                            "working.")
 
 
 @dataclass(frozen=True)
@@ -124,6 +147,9 @@ class LinkText:
                          "again to get the regimen.")
     left_heading: str = "You unsubscribed after this email was sent"
     left_text: str = "To get the regimen after all, sign up again."
+    gone_heading: str = "This regimen is no longer offered"
+    gone_text: str = ("Its author has taken it down, so this link no longer leads anywhere. "
+                      "The other regimens are still free to sign up for.")
     signup_again: str = "Get the free regimen"
 
 
@@ -134,8 +160,10 @@ class AuthorText:
     source_label: str = "Address of your blog post"
     source_button: str = "Make the form for this post"
     snippet_label: str = "The form to paste"
+    regimen_label: str = "The regimen the form signs readers up for"
     steps: tuple[str, ...] = (
-        "Enter the address of the post the form goes into, and press the button above.",
+        "Enter the address of the post the form goes into (and, when you offer several, "
+        "choose its regimen), and press the button above.",
         "Copy everything in the box.",
         "In Blogger, edit the post and switch from “Compose view” to “HTML view”.",
         "Paste it at the end of the post, and publish.",
@@ -187,6 +215,7 @@ class Texts:
     site: SiteText = field(default_factory=SiteText)
     form: FormText = field(default_factory=FormText)
     signup: SignupText = field(default_factory=SignupText)
+    listing: ListingText = field(default_factory=ListingText)
     check_inbox: CheckInboxText = field(default_factory=CheckInboxText)
     confirm: ConfirmText = field(default_factory=ConfirmText)
     confirmed: ConfirmedText = field(default_factory=ConfirmedText)
@@ -207,11 +236,17 @@ def _consent_version(texts: Texts) -> str:
     """A fingerprint of the words a reader agrees to (the form and the confirm page), stored
     with each consent: change the wording and new consents show it, automatically."""
     words = "\n".join([texts.form.button, texts.form.fine_print, texts.confirm.heading,
-                       texts.confirm.button])
+                       texts.confirm.button, texts.confirm.also])
     return hashlib.sha256(words.encode()).hexdigest()[:12]
 
 
 CONSENT_VERSION = _consent_version(TEXTS)
+
+
+def titles(names: list[str]) -> str:
+    """Regimen titles in a sentence: “A”, “A” and “B”, “A”, “B” and “C”."""
+    quoted = [f"“{name}”" for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 # The answer to a JSON signup, whatever the address's state.
 ACCEPTED_MESSAGE = "Check your inbox to confirm your address."

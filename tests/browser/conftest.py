@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -81,9 +82,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
     elsewhere = Site(fallback=_stand_in)
     blog = Site()
-    content = tmp / "regimen.yaml"
-    content.write_text((PROJECT_ROOT / "content" / "regimen.yaml").read_text()
-                       .replace(PLACEHOLDER, STAND_IN))
+    # The whole shipped content (site.yaml and every regimen), its placeholders made local.
+    content = Path(shutil.copytree(PROJECT_ROOT / "content", tmp / "content"))
+    for file in content.rglob("*.yaml"):
+        file.write_text(file.read_text(encoding="utf-8").replace(PLACEHOLDER, STAND_IN),
+                        encoding="utf-8")
     sock = listening_socket()
     database_url = f"sqlite+aiosqlite:///{tmp / 'regimen.db'}"
     settings = load_settings(
@@ -93,6 +96,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         mail_url=f"smtp://127.0.0.1:{smtp_port}",
         mail_from="Lawrence Gold <regimen@regimen.test>",
         content_path=content, allowed_origins=[blog.origin],
+        # Every signup of every test comes from 127.0.0.1, within a minute or so.
+        signups_per_ip="100/minute",
     )
     migrate(database_url)
     # Exactly what `regimen embed --source …` prints, pasted into the post.
@@ -179,6 +184,15 @@ def axe_violations(page: Page) -> list[str]:
 def mail_link(world: World, address: str, path: str, count: int = 1) -> str:
     """The first link containing `path` in the `count`-th mail to `address`."""
     mail = world.inbox.wait(count, to=address)[count - 1]
+    return next(url for url in links_in(mail) if path in url)
+
+
+def regimen_mail_link(world: World, address: str, title: str, path: str,
+                      count: int) -> str:
+    """The first link containing `path` in the regimen mail about `title`, among the first
+    `count` mails to `address` (regimen mails confirmed together may arrive in any order)."""
+    mails = world.inbox.wait(count, to=address)
+    mail = next(mail for mail in mails if mail["Subject"].endswith(title))
     return next(url for url in links_in(mail) if path in url)
 
 

@@ -20,6 +20,7 @@ from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
+    Reader,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -28,6 +29,7 @@ from service.core.settings import Settings
 from service.funnel import stats
 from service.funnel.events import record
 from service.runtime import Runtime
+from tests.helpers import DEFAULT_REGIMEN, new_subscription
 
 PASSWORD = "author-password-" + "y" * 20
 
@@ -42,15 +44,20 @@ def basic(password: str, user: str = "admin") -> dict[str, str]:
 async def add_reader(db: Database, email: str, signed_up: datetime, source: str | None,
                      opened_after: list[int], confirmed_after: int | None = None,
                      events: list[tuple[EventKind, str | None]] | None = None,
-                     scanner_window: timedelta = WINDOW) -> None:
-    """A reader whose confirmation mail left 2 s after signing up and who opened its link the
-    given seconds after that mail was sent, each event recorded as the app records it."""
+                     scanner_window: timedelta = WINDOW,
+                     regimen: str = DEFAULT_REGIMEN) -> None:
+    """A reader's subscription to `regimen` whose confirmation mail left 2 s after signing up
+    and who opened its link the given seconds after that mail was sent, each event recorded as
+    the app records it. The address's reader row is added unless it has one already."""
     sent = signed_up + timedelta(seconds=2)
     confirmed = sent + timedelta(seconds=confirmed_after) if confirmed_after else None
     async with db.transaction() as session:
-        reader = Subscriber(email=email, created_at=signed_up, confirmed_at=confirmed,
-                            status=SubscriberStatus.CONFIRMED if confirmed
-                            else SubscriberStatus.PENDING)
+        address, reader = new_subscription(
+            email, regimen, created_at=signed_up, confirmed_at=confirmed,
+            status=SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING)
+        if await session.scalar(select(Reader.id).where(Reader.email == email)) is None:
+            session.add(address)
+            await session.flush()
         session.add(reader)
         await session.flush()
         session.add(Consent(subscriber_id=reader.id, signed_up_at=signed_up, source_url=source,
@@ -68,6 +75,7 @@ async def add_reader(db: Database, email: str, signed_up: datetime, source: str 
 
 
 async def seed(db: Database, scanner_window: timedelta = WINDOW) -> datetime:
+    """Readers of the default regimen: three in the last 30 days, one before."""
     now = utcnow()
     start = now - timedelta(hours=3)
     post1, post2 = "https://blog.example.org/post-1", "https://blog.example.org/post-2"
@@ -100,7 +108,7 @@ async def seed(db: Database, scanner_window: timedelta = WINDOW) -> datetime:
 async def test_funnel_discounts_scanners(db: Database, runtime: Runtime) -> None:
     now = await seed(db)
     async with db.transaction() as session:
-        report = await stats.report(session, runtime.regimen, now, 30, scanner_window=WINDOW)
+        report = await stats.report(session, [runtime.regimen], now, 30, scanner_window=WINDOW)
     totals = report.totals
     assert (totals.signups, totals.confirm_page_opened, totals.confirmed,
             totals.stopped_at_button, totals.regimen_opened, totals.clicked) == (3, 2, 1, 1, 1, 1)
@@ -115,15 +123,19 @@ async def test_funnel_discounts_scanners(db: Database, runtime: Runtime) -> None
     assert sum(d.exercise_clicks for d in report.days) == 3
     assert [(s.url, s.signups, s.confirmed) for s in report.sources] == [
         ("https://blog.example.org/post-1", 2, 0), ("https://blog.example.org/post-2", 1, 1)]
-    clicks = {e.slug: (e.free, e.clicks, e.readers) for e in report.exercises}
+    [shown] = report.exercises
+    assert (shown.key, shown.clicks) == (DEFAULT_REGIMEN, 3)
+    clicks = {e.slug: (e.free, e.clicks, e.readers) for e in shown.exercises}
     assert clicks["gentle-back-exercise"] == (True, 2, 1)
     assert clicks["psoas-release"] == (False, 1, 1)
     assert clicks["lying-twist"] == (True, 0, 0)
     assert report.outbox is not None
     assert (report.outbox.queued, report.outbox.failed) == (1, 0)
     assert report.outbox.oldest_queued_age == timedelta(minutes=7)
-    assert [r.masked_email for r in report.recent][:3] == [
-        "o***@example.org", "r***@example.org", "s***@example.org"]
+    # The period's latest signups, newest first: the reader from before it is not one.
+    assert [(r.masked_email, r.regimen) for r in report.recent] == [
+        ("r***@example.org", DEFAULT_REGIMEN), ("s***@example.org", DEFAULT_REGIMEN),
+        ("s***@example.org", DEFAULT_REGIMEN)]
 
 
 async def test_a_wider_scanner_window_discounts_more(db: Database, runtime: Runtime) -> None:
@@ -131,7 +143,8 @@ async def test_a_wider_scanner_window_discounts_more(db: Database, runtime: Runt
     # after the mail is a scanner's too.
     now = await seed(db, scanner_window=timedelta(seconds=3600))
     async with db.transaction() as session:
-        report = await stats.funnel(session, now, 30, scanner_window=timedelta(seconds=3600))
+        report = await stats.funnel(session, [runtime.regimen], now, 30,
+                                    scanner_window=timedelta(seconds=3600))
     assert report.totals.stopped_at_button == 0
     assert report.totals.confirm_page_opened == 1
 
@@ -218,10 +231,11 @@ async def test_recording_sets_each_milestone_once(db: Database) -> None:
     signed_up = now - timedelta(hours=1)
     sent = signed_up + timedelta(seconds=2)
     async with db.transaction() as session:
-        reader = Subscriber(email="steps@example.org", created_at=signed_up,
-                            confirmed_at=sent + timedelta(minutes=20),
-                            status=SubscriberStatus.CONFIRMED)
-        session.add(reader)
+        address, reader = new_subscription(
+            "steps@example.org", created_at=signed_up,
+            confirmed_at=sent + timedelta(minutes=20),
+            status=SubscriberStatus.CONFIRMED)
+        session.add_all((address, reader))
         await session.flush()
         session.add(OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id,
                                   status=OutboxStatus.SENT, created_at=signed_up,
@@ -257,9 +271,10 @@ async def test_recording_sets_each_milestone_once(db: Database) -> None:
 async def test_a_reminder_mail_explains_an_opening_too(db: Database) -> None:
     now = utcnow()
     async with db.transaction() as session:
-        reader = Subscriber(email="reminded@example.org", created_at=now - timedelta(days=2),
-                            status=SubscriberStatus.PENDING)
-        session.add(reader)
+        address, reader = new_subscription(
+            "reminded@example.org", created_at=now - timedelta(days=2),
+            status=SubscriberStatus.PENDING)
+        session.add_all((address, reader))
         await session.flush()
         reminded = now - timedelta(seconds=30)
         session.add(OutboxMessage(kind=MailKind.REMINDER, subscriber_id=reader.id,
@@ -275,10 +290,11 @@ async def test_a_reminder_mail_explains_an_opening_too(db: Database) -> None:
 async def test_regimen_opens_discount_scanners_of_the_regimen_mail(db: Database) -> None:
     now = utcnow()
     async with db.transaction() as session:
-        reader = Subscriber(email="fresh@example.org", created_at=now - timedelta(minutes=5),
-                            confirmed_at=now - timedelta(minutes=1),
-                            status=SubscriberStatus.CONFIRMED)
-        session.add(reader)
+        address, reader = new_subscription(
+            "fresh@example.org", created_at=now - timedelta(minutes=5),
+            confirmed_at=now - timedelta(minutes=1),
+            status=SubscriberStatus.CONFIRMED)
+        session.add_all((address, reader))
         await session.flush()
         sent = now - timedelta(seconds=10)
         session.add(OutboxMessage(kind=MailKind.REGIMEN, subscriber_id=reader.id,

@@ -202,13 +202,14 @@ async def test_unknown_page_and_wrong_method(client: httpx.AsyncClient) -> None:
 async def test_a_crash_is_a_friendly_500(runtime: Runtime) -> None:
     app = create_app(runtime, run_worker=False)
 
-    @app.get("/boom")
+    # Two segments: a one-segment path is a regimen's own form (/{key}), added last.
+    @app.get("/_test/boom")
     async def boom() -> None:
         raise RuntimeError("kaboom")
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-        page = await http.get("/boom")
+        page = await http.get("/_test/boom")
     assert page.status_code == 500
     assert "Something went wrong on our side" in page.text
     assert "kaboom" not in page.text

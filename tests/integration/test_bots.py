@@ -26,7 +26,7 @@ from service.core.database import Database
 from service.core.models import Subscriber
 from service.core.settings import Settings
 from service.web.texts import TEXTS
-from tests.helpers import app_client
+from tests.helpers import DEFAULT_REGIMEN, app_client
 
 
 async def readers(db: Database) -> int:
@@ -48,7 +48,7 @@ async def test_a_form_sent_back_within_seconds_is_dropped_silently(
     settings: Settings, db: Database,
 ) -> None:
     async with app_client(settings) as http:
-        page = await http.get("/")
+        page = await http.get(f"/{DEFAULT_REGIMEN}")
         [fresh] = re.findall(r'name="started" value="([^"]+)"', page.text)
         quick = await http.post("/subscribe", data={"email": "bot@example.org",
                                                     "started": fresh})
@@ -137,7 +137,7 @@ async def test_with_a_captcha_every_signup_must_pass_it(
     captcha = {"captcha_provider": provider, "captcha_site_key": "site-key-1",
                "captcha_secret": "captcha-secret", "captcha_verify_url": verifier}
     async with app_client(settings, **captcha) as http:
-        page = await http.get("/")
+        page = await http.get(f"/{DEFAULT_REGIMEN}")
         assert f'class="{widget}" data-sitekey="site-key-1"' in page.text
         assert script in page.text
         policy = page.headers["content-security-policy"]

@@ -14,11 +14,13 @@ from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
+    Reader,
     Subscriber,
     SubscriberStatus,
     table_of,
     utcnow,
 )
+from tests.helpers import DEFAULT_REGIMEN
 
 
 async def test_rows_get_their_values_and_each_its_own_defaults(db: Database) -> None:
@@ -26,8 +28,12 @@ async def test_rows_get_their_values_and_each_its_own_defaults(db: Database) -> 
     table = table_of(Subscriber)
 
     def write(session: Session) -> tuple[list[tuple[str, int]], Sequence[str], list[str]]:
+        insert_rows(session, table_of(Reader), [
+            {"email": email, "created_at": now}
+            for email in [*(f"r{n}@example.org" for n in range(3)), "new@example.org"]])
         readers = insert_rows(session, table, [
-            {"email": f"r{n}@example.org", "status": SubscriberStatus.PENDING,
+            {"email": f"r{n}@example.org", "regimen": DEFAULT_REGIMEN,
+             "status": SubscriberStatus.PENDING,
              "created_at": now - timedelta(seconds=n)} for n in range(3)],
             returning=[table.c.email, table.c.id])
         pairs = [(email, id_) for email, id_ in readers]
@@ -38,9 +44,9 @@ async def test_rows_get_their_values_and_each_its_own_defaults(db: Database) -> 
         insert_rows(session, table_of(OutboxMessage),
                     [{"subscriber_id": ids[1], "kind": MailKind.REGIMEN}])
         again = insert_rows(session, table, [
-            {"email": "r0@example.org", "status": SubscriberStatus.PENDING, "created_at": now},
-            {"email": "new@example.org", "status": SubscriberStatus.PENDING, "created_at": now}],
-            returning=[table.c.email], skip_duplicates_of="email").scalars().all()
+            {"email": email, "regimen": DEFAULT_REGIMEN, "status": SubscriberStatus.PENDING,
+             "created_at": now} for email in ("r0@example.org", "new@example.org")],
+            returning=[table.c.email], skip_duplicates_of=("email", "regimen")).scalars().all()
         found = session.scalars(select(Subscriber.email).where(
             among(session, Subscriber.email, {"r1@example.org", "new@example.org"}))).all()
         return pairs, again, sorted(found)

@@ -22,11 +22,18 @@ from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
-    Subscriber,
     SubscriberStatus,
     utcnow,
 )
-from tests.helpers import PROJECT_ROOT, MailSink, free_port, links_in
+from tests.helpers import (
+    DEFAULT_REGIMEN,
+    PROJECT_ROOT,
+    MailSink,
+    free_port,
+    links_in,
+    new_subscription,
+    shipped_single_file,
+)
 
 REGIMEN = [sys.executable, "-m", "service.cli"]
 
@@ -40,7 +47,7 @@ def environment(tmp_path: Path, smtp_port: int) -> dict[str, str]:
         "REGIMEN_DATA_DIR": str(tmp_path / "var"),
         "REGIMEN_BASE_URL": f"http://127.0.0.1:{port}",
         "REGIMEN_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "REGIMEN_CONTENT_PATH": str(PROJECT_ROOT / "content" / "regimen.yaml"),
+        "REGIMEN_CONTENT_PATH": str(PROJECT_ROOT / "content"),
         "PORT": str(port),
     })
     return env
@@ -94,7 +101,7 @@ async def server(
 
 async def test_serve_runs_the_journey_over_real_http(server: str, smtp: MailSink) -> None:
     async with httpx.AsyncClient(base_url=server) as http:
-        home = await http.get("/")
+        home = await http.get(f"/{DEFAULT_REGIMEN}")
         assert 'action="/subscribe"' in home.text
         answer = await http.post("/subscribe", data={"email": "reader@example.org"})
         assert answer.status_code == 303
@@ -160,7 +167,7 @@ def test_broken_content_stops_the_service_with_the_line(
     cli_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     broken = tmp_path / "regimen.yaml"
-    good = (PROJECT_ROOT / "content" / "regimen.yaml").read_text()
+    good = shipped_single_file()
     broken.write_text(good.replace("video_url: *gentle_back", "video_url: not-a-url", 1))
     monkeypatch.setenv("REGIMEN_CONTENT_PATH", str(broken))
     result = CliRunner().invoke(app, ["serve"])
@@ -198,8 +205,8 @@ def test_send_test_says_when_the_server_is_away(cli_env: None) -> None:
 async def _queue_failed_and_sent(url: str) -> None:
     db = Database(url)
     async with db.transaction() as session:
-        reader = Subscriber(email="reader@example.org", status=SubscriberStatus.PENDING)
-        session.add(reader)
+        address, reader = new_subscription("reader@example.org", status=SubscriberStatus.PENDING)
+        session.add_all([address, reader])
         await session.flush()
         old = utcnow() - timedelta(days=40)
         session.add_all([

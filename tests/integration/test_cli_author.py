@@ -26,7 +26,7 @@ from service.core.models import (
 )
 from service.core.settings import load_settings
 from service.readers.import_export import EXPORT_COLUMNS
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, new_subscription
 from tests.integration import test_admin
 
 
@@ -36,7 +36,7 @@ def author_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for key, value in {
         "REGIMEN_DATABASE_URL": database_url,
         "REGIMEN_DATA_DIR": str(tmp_path / "var"),
-        "REGIMEN_CONTENT_PATH": str(PROJECT_ROOT / "content" / "regimen.yaml"),
+        "REGIMEN_CONTENT_PATH": str(PROJECT_ROOT / "content"),
         "REGIMEN_MAIL_URL": "console:",
     }.items():
         monkeypatch.setenv(key, value)
@@ -106,7 +106,7 @@ naive@example.org,2024-03-02 10:00:00,,,
 
 async def _hold(db: Database) -> None:
     async with db.transaction() as session:
-        session.add(Subscriber(email="held@example.org", status=SubscriberStatus.CONFIRMED))
+        session.add_all(new_subscription("held@example.org", status=SubscriberStatus.CONFIRMED))
 
 
 async def _state(db: Database) -> tuple[dict[str, Subscriber], list[OutboxMessage],

@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from service.core.database import Database
-from service.core.models import OutboxMessage, OutboxStatus, Subscriber
+from service.core.models import OutboxMessage, OutboxStatus, Reader, Subscriber
 from service.readers.addresses import normalize_address
 from service.runtime import Runtime
 from service.web.texts import TEXTS
@@ -49,14 +49,15 @@ def start_smtp(smtp_port: int) -> Iterator[StartServer]:
         controller.stop()
 
 
-async def outcome(db: Database, email: str) -> tuple[Subscriber, OutboxMessage]:
+async def outcome(db: Database, email: str) -> tuple[Reader, OutboxMessage]:
+    """The address's reader row (where suppression is kept) and its subscription's mail."""
     async with db.transaction() as session:
-        reader = await session.scalar(select(Subscriber).where(Subscriber.email == email))
-        assert reader is not None
+        subscription = await session.scalar(select(Subscriber).where(Subscriber.email == email))
+        assert subscription is not None
         row = await session.scalar(select(OutboxMessage).where(
-            OutboxMessage.subscriber_id == reader.id))
+            OutboxMessage.subscriber_id == subscription.id))
         assert row is not None
-    return reader, row
+    return subscription.reader, row
 
 
 async def test_a_mailbox_refused_after_data_is_a_hard_bounce(

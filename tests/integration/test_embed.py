@@ -4,7 +4,9 @@ the JavaScript path's CORS, embed.js and the author's page."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +19,14 @@ from service.runtime import build_runtime
 from service.web.app import create_app
 from service.web.embed import EMBED_JS, snippet
 from service.web.texts import TEXTS
-from tests.helpers import BASE_URL, MailSink
+from tests.helpers import (
+    BASE_URL,
+    DEFAULT_REGIMEN,
+    OTHER_REGIMEN,
+    MailSink,
+    app_client,
+    shipped_single_file,
+)
 
 BLOG = "https://blog.example"
 POST = f"{BLOG}/2014/01/sacro-iliac-joint-pain.html"
@@ -132,11 +141,60 @@ async def test_the_author_page_hands_out_the_snippet(
     page = await blog_client.get("/embed", params={"source": POST})
     assert page.status_code == 200
     assert "noindex" in page.headers["x-robots-tag"]
-    # The snippet, escaped into the text box exactly as `regimen embed` prints it.
-    assert snippet(BASE_URL, POST) in html.unescape(page.text)
+    # The snippet, escaped into the text box exactly as `regimen embed --regimen` prints it:
+    # with several regimens offered, it names the one chosen (the default, unless asked).
+    assert snippet(BASE_URL, POST, None, DEFAULT_REGIMEN) in html.unescape(page.text)
     assert TEXTS.author.origin_allowed.format(origin=BLOG) in html.unescape(page.text)
     elsewhere = await blog_client.get("/embed", params={"source": "https://other.example/p"})
     assert TEXTS.author.origin_refused.format(origin="https://other.example") \
         in html.unescape(elsewhere.text)
     junk = await blog_client.get("/embed", params={"source": "javascript:alert(1)"})
     assert "javascript:" not in junk.text
+
+
+def hidden_regimen(text: str) -> list[str]:
+    return re.findall(r'<input type="hidden" name="regimen" value="([^"]*)">', text)
+
+
+def test_the_snippet_names_its_regimen_only_when_asked() -> None:
+    """`regimen embed` without --regimen prints what blogs already hold: no field, so the site's
+    default regimen."""
+    assert hidden_regimen(snippet(BASE_URL, POST)) == []
+    assert hidden_regimen(snippet(BASE_URL, POST, None, OTHER_REGIMEN)) == [OTHER_REGIMEN]
+
+
+async def test_the_author_chooses_the_snippets_regimen(blog_client: httpx.AsyncClient) -> None:
+    page = await blog_client.get("/embed", params={"source": POST, "regimen": OTHER_REGIMEN})
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    assert snippet(BASE_URL, POST, None, OTHER_REGIMEN) in text
+    # The choice: every regimen offered, in the listing order, the one asked for selected.
+    options = re.findall(r'<option value="([a-z0-9-]+)"( selected)?>', page.text)
+    assert options == [(OTHER_REGIMEN, " selected"), (DEFAULT_REGIMEN, "")]  # listing order
+    # One not offered is no snippet at all: it would only ever be refused.
+    unknown = await blog_client.get("/embed", params={"source": POST, "regimen": "no-such"})
+    assert unknown.status_code == 400
+    assert "<textarea" not in unknown.text
+
+
+async def test_a_snippet_with_its_regimen_signs_up_for_it(
+    blog_client: httpx.AsyncClient, db: Database,
+) -> None:
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">',
+                             snippet(BASE_URL, POST, None, OTHER_REGIMEN)))
+    answer = await blog_client.post("/subscribe", data={**fields, "email": "r@example.org"})
+    assert answer.headers["location"] == POST + "#regimen-signup-sent"
+    async with db.transaction() as session:
+        assert list(await session.scalars(select(Subscriber.regimen))) == [OTHER_REGIMEN]
+
+
+async def test_a_one_regimen_site_hands_out_a_snippet_without_the_field(
+    settings: Settings, db: Database, tmp_path: Path,
+) -> None:
+    single = tmp_path / "back-pain.yaml"
+    single.write_text(shipped_single_file())
+    async with app_client(settings, content_path=single) as http:
+        page = await http.get("/embed", params={"source": POST})
+    assert page.status_code == 200
+    assert "<select" not in page.text
+    assert snippet(BASE_URL, POST) in html.unescape(page.text)

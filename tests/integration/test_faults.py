@@ -28,7 +28,7 @@ from service.delivery.worker import Pace, Worker
 from service.readers import signup
 from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL, MailSink, settings_for
+from tests.helpers import BASE_URL, MailSink, a_signup, settings_for
 from tests.integration.test_outbox import READER, sign_up
 from tests.integration.throwaway import fill, postgres_cluster, small_disk
 
@@ -114,7 +114,7 @@ async def test_heartbeat_and_reminders_go_on_while_a_backlog_is_sent(
             async with runtime.db.transaction() as session:
                 await session.run_sync(
                     signup.subscribe,
-                    [signup.Signup("forgetful@example.org", READER, None, "v-test")],
+                    [a_signup("forgetful@example.org", READER)],
                     datetime.now(UTC) - timedelta(days=2))
             forgetful_added = True
         async with runtime.db.transaction() as session:
@@ -153,7 +153,7 @@ async def test_a_checkpoint_on_a_full_disk_is_logged_once(
         for batch in range(8):
             async with db.transaction() as session:
                 await session.run_sync(signup.subscribe, [
-                    signup.Signup(f"r{batch}-{n}@example.org", READER, None, "v-test")
+                    a_signup(f"r{batch}-{n}@example.org", READER)
                     for n in range(100)], datetime.now(UTC))
         fill(disk)
         for _ in range(3):

@@ -28,14 +28,20 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.core.database import Database
-from service.core.models import Subscriber, SubscriberStatus
+from service.core.models import Reader, Subscriber, SubscriberStatus
 from service.core.settings import Settings, load_settings
 from service.delivery.transports import FileTransport
 from service.readers.links import PATHS
 from service.readers.tokens import Claims, Purpose, Tokens
 from service.runtime import build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL, PROJECT_ROOT, token_signed_at
+from tests.helpers import (
+    BASE_URL,
+    DEFAULT_REGIMEN,
+    OTHER_REGIMEN,
+    PROJECT_ROOT,
+    token_signed_at,
+)
 
 KEY = "fuzz-key-" + "f" * 40
 BLOG = "https://yourblog.blogspot.com"
@@ -68,19 +74,25 @@ def describing_app() -> FastAPI:
     """The description depends only on the routes, so it can be read at import time (where
     schemathesis needs it) from an app that never opens its database."""
     settings = load_settings(_env_file=None, secret_keys=[KEY],
-                             content_path=PROJECT_ROOT / "content" / "regimen.yaml")
+                             content_path=PROJECT_ROOT / "content")
     return create_app(build_runtime(settings), run_worker=False)
 
 
 DESCRIBED = describing_app()
 SCHEMA = schemathesis.openapi.from_dict(DESCRIBED.openapi(), config=CONFIG)
 
-# Readers the `app` fixture puts in the database, by public id; their links are mixed into
-# the generated ones, or fuzzing would only ever meet the "not one of ours" page.
+# Subscriptions the `app` fixture puts in the database, by public id, with their regimen; their
+# links are mixed into the generated ones, or fuzzing would only ever meet the "not one of
+# ours" page. One address holds two of them (confirm-all, stop-everything), and two are to a
+# regimen the content no longer offers.
+GONE = "withdrawn-regimen"
 READERS = {
-    "fuzz-pending": SubscriberStatus.PENDING,
-    "fuzz-confirmed": SubscriberStatus.CONFIRMED,
-    "fuzz-unsubscribed": SubscriberStatus.UNSUBSCRIBED,
+    "fuzz-pending": (SubscriberStatus.PENDING, "fuzz-a@example.org", DEFAULT_REGIMEN),
+    "fuzz-confirmed": (SubscriberStatus.CONFIRMED, "fuzz-b@example.org", DEFAULT_REGIMEN),
+    "fuzz-unsubscribed": (SubscriberStatus.UNSUBSCRIBED, "fuzz-c@example.org", DEFAULT_REGIMEN),
+    "fuzz-pending-other": (SubscriberStatus.PENDING, "fuzz-a@example.org", OTHER_REGIMEN),
+    "fuzz-pending-gone": (SubscriberStatus.PENDING, "fuzz-d@example.org", GONE),
+    "fuzz-confirmed-gone": (SubscriberStatus.CONFIRMED, "fuzz-b@example.org", GONE),
 }
 
 
@@ -96,7 +108,9 @@ def real_links() -> dict[Purpose, list[str]]:
 
 
 LINKS = real_links()
-SLUGS = [exercise.slug for exercise in DESCRIBED.state.runtime.regimen.exercises()]
+CATALOG = DESCRIBED.state.runtime.catalog
+SLUGS = [exercise.slug for regimen in CATALOG.regimens.values()
+         for exercise in regimen.exercises()]
 
 
 @SCHEMA.hook
@@ -109,7 +123,8 @@ def flatmap_path_parameters(
     path = context.operation.path
     purpose = next((purpose for purpose, prefix in PATHS.items() if path.startswith(prefix)),
                    None)
-    real = {"token": LINKS[purpose] if purpose else [], "slug": SLUGS}
+    real = {"token": LINKS[purpose] if purpose else [], "slug": SLUGS,
+            "key": [*CATALOG.keys(), GONE]}
     return st.fixed_dictionaries({
         name: st.sampled_from([generated, *real.get(name, [])])
         for name, generated in path_parameters.items()
@@ -150,12 +165,15 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrat
 async def app(settings: Settings, db: Database) -> FastAPI:
     async with db.transaction() as session:
         now = datetime.now(UTC)
+        session.add_all([Reader(email=email)
+                         for email in sorted({email for _, email, _ in READERS.values()})])
+        await session.flush()
         session.add_all([
-            Subscriber(public_id=public_id, email=f"{public_id}@example.org", status=status,
+            Subscriber(public_id=public_id, email=email, regimen=regimen, status=status,
                        created_at=now,
                        confirmed_at=None if status is SubscriberStatus.PENDING else now,
                        unsubscribed_at=now if status is SubscriberStatus.UNSUBSCRIBED else None)
-            for public_id, status in READERS.items()
+            for public_id, (status, email, regimen) in READERS.items()
         ])
     configured = settings.model_copy(update={
         "secret_keys": [KEY],
@@ -196,6 +214,14 @@ HOSTILE: dict[str, tuple[str, str, dict[str, Any]]] = {
         "POST", "/subscribe",
         {"body": {"email": "reader@example.org", "source": "https://yourblog.blogspot.com/\ud800"},
          "media_type": "application/json"}),
+    "signup regimen not text": (
+        "POST", "/subscribe",
+        {"body": {"email": "reader@example.org", "regimen": ["sacro-iliac"]},
+         "media_type": "application/json"}),
+    "signup regimen not offered, from a form": (
+        "POST", "/subscribe",
+        {"body": {"email": "reader@example.org", "regimen": "no-such-regimen"},
+         "media_type": "application/x-www-form-urlencoded"}),
     "form over the size limit, with Content-Length": (
         "POST", "/subscribe",
         {"body": {"email": "reader@example.org", "source": "x" * MAX_BODY},
@@ -222,23 +248,25 @@ def test_every_route_is_described() -> None:
     for route in iter_route_contexts(DESCRIBED.routes):
         if not isinstance(route.original_route, APIRoute):
             continue
+        # As OpenAPI writes it: without a path parameter's convertor (/{key:regimen_key}).
+        path = route.path_format
         for method in route.methods or ():
-            operation = paths[route.path][method.lower()]
-            described.add((method.lower(), route.path))
-            assert operation.get("summary"), (method, route.path)
+            operation = paths[path][method.lower()]
+            described.add((method.lower(), path))
+            assert operation.get("summary"), (method, path)
             declared = {str(status) for status in route.responses}
             if route.status_code is None and "200" not in declared:
                 declared.add("200")  # a JSON route's own answer, from its response model
             elif route.status_code is not None:
-                assert str(route.status_code) in declared, (method, route.path)
-            assert set(operation["responses"]) == declared, (method, route.path)
-            assert "500" in declared, (method, route.path)
+                assert str(route.status_code) in declared, (method, path)
+            assert set(operation["responses"]) == declared, (method, path)
+            assert "500" in declared, (method, path)
             for status, answer in operation["responses"].items():
-                assert answer["description"] not in FASTAPI_DEFAULTS, (method, route.path, status)
-                assert answer.get("content") or answer.get("headers"), (method, route.path, status)
+                assert answer["description"] not in FASTAPI_DEFAULTS, (method, path, status)
+                assert answer.get("content") or answer.get("headers"), (method, path, status)
             if method == "POST":
-                assert "413" in declared, (method, route.path)
-                assert operation["requestBody"]["content"], (method, route.path)
+                assert "413" in declared, (method, path)
+                assert operation["requestBody"]["content"], (method, path)
     assert described == {(method, path) for path, methods in paths.items() for method in methods}
     assert "HTTPValidationError" not in SCHEMA.raw_schema["components"]["schemas"]
 

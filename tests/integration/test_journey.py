@@ -22,7 +22,14 @@ from service.core.settings import Settings
 from service.readers.tokens import Purpose
 from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL, MailSink, links_in, path_of
+from tests.helpers import (
+    BASE_URL,
+    DEFAULT_REGIMEN,
+    MailSink,
+    links_in,
+    path_of,
+    shipped_content_in,
+)
 
 BLOG_POST = "https://blog.example/2014/sacro-iliac-joint-pain.html"
 
@@ -225,10 +232,10 @@ async def test_same_answer_for_every_state(
 async def test_an_edited_regimen_is_served_and_mailed_without_a_restart(
     settings: Settings, smtp: MailSink, db: Database, tmp_path: Path,
 ) -> None:
-    content = tmp_path / "regimen.yaml"
-    shipped = settings.content_path.read_text()
-    content.write_text(shipped)
-    async with build_runtime(settings.model_copy(update={"content_path": content})) as runtime:
+    folder = shipped_content_in(tmp_path)
+    content = folder / "regimens" / f"{DEFAULT_REGIMEN}.yaml"
+    shipped = content.read_text()
+    async with build_runtime(settings.model_copy(update={"content_path": folder})) as runtime:
         runtime.content.check_every = 0  # look at every request, instead of once a second
         app = create_app(runtime)
         async with app.router.lifespan_context(app), httpx.AsyncClient(

@@ -23,7 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from service.core.models import MailKind, Subscriber, SubscriberStatus
 from service.core.settings import Settings, load_settings
 from service.runtime import Runtime, build_runtime
-from tests.helpers import PROJECT_ROOT, REPORT, URL_PATTERN, free_port, settings_for
+from tests.helpers import (
+    DEFAULT_REGIMEN,
+    PROJECT_ROOT,
+    REPORT,
+    URL_PATTERN,
+    free_port,
+    settings_for,
+    shipped_single_file,
+)
 
 
 @pytest.fixture
@@ -41,8 +49,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 @pytest.fixture
 def reader() -> Subscriber:
-    return Subscriber(public_id="pub-123", email="reader@example.org", token_version=1,
-                      status=SubscriberStatus.CONFIRMED)
+    return Subscriber(public_id="pub-123", email="reader@example.org", regimen=DEFAULT_REGIMEN,
+                      token_version=1, status=SubscriberStatus.CONFIRMED)
 
 
 def compose(runtime: Runtime, kind: MailKind, reader: Subscriber) -> EmailMessage:
@@ -143,9 +151,9 @@ LONG_TITLE = "Self-relief regimen for sacro-iliac joint pain, lower back pain an
 @pytest.mark.parametrize("kind", list(MailKind))
 def test_header_lines_are_folded_to_78(settings: Settings, reader: Subscriber, mail_from: str,
                                        title: str, kind: MailKind, tmp_path: Path) -> None:
-    content = tmp_path / "regimen.yaml"
-    shipped = settings.content_path.read_text()
-    content.write_text(shipped.replace(
+    # A one-file site whose one regimen keeps the shipped key (the file's name).
+    content = tmp_path / f"{DEFAULT_REGIMEN}.yaml"
+    content.write_text(shipped_single_file().replace(
         'title: "Self-relief regimen for sacro-iliac joint pain"', f'title: "{title}"', 1))
     runtime = build_runtime(settings.model_copy(update={"mail_from": mail_from,
                                                         "content_path": content}))
@@ -272,8 +280,8 @@ def test_dkim_signature_breaks_when_a_signed_header_is_added(
 def test_a_non_ascii_local_part_is_written_in_utf8(
     signing_runtime: Runtime, dkim_key: tuple[str, str],
 ) -> None:
-    jorg = Subscriber(public_id="pub-456", email="jörg@exämple.com", token_version=1,
-                      status=SubscriberStatus.PENDING)
+    jorg = Subscriber(public_id="pub-456", email="jörg@exämple.com", regimen=DEFAULT_REGIMEN,
+                      token_version=1, status=SubscriberStatus.PENDING)
     outgoing = signing_runtime.mailer.compose(MailKind.CONFIRM, jorg, key="0123abcd")
     # The domain as IDNA (what every server takes), the local part as typed: in UTF-8, the
     # only form it has (RFC 6532; the transport sends it with SMTPUTF8).
@@ -387,7 +395,7 @@ def deployed_runtime(tmp_path_factory: pytest.TempPathFactory,
         secret_keys=["test-key-" + "x" * 40],
         mail_url="file:///dev/null",
         mail_from="Lawrence Gold <regimen@example.com>",
-        content_path=PROJECT_ROOT / "content" / "regimen.yaml",
+        content_path=PROJECT_ROOT / "content",
         dkim_private_key=dkim_key[0], dkim_selector="mail2026", dkim_domain="example.com",
     ))
 
@@ -397,7 +405,8 @@ def test_rspamd_scores_every_mail_at_most_zero(
     rspamd: str, deployed_runtime: Runtime, kind: MailKind,
 ) -> None:
     reader = Subscriber(public_id="Zx3k9QpL2mN8vB4cR7tY1w", email="reader@example.org",
-                        token_version=1, status=SubscriberStatus.PENDING)
+                        regimen=DEFAULT_REGIMEN, token_version=1,
+                        status=SubscriberStatus.PENDING)
     if kind is MailKind.REGIMEN:
         reader.status = SubscriberStatus.CONFIRMED
     outgoing = deployed_runtime.mailer.compose(kind, reader, key="5f0e2c9a8b7d4e1f")

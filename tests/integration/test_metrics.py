@@ -11,11 +11,10 @@ from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
-    Subscriber,
     SubscriberStatus,
     utcnow,
 )
-from tests.helpers import MailSink, links_in, path_of
+from tests.helpers import DEFAULT_REGIMEN, MailSink, links_in, new_subscription, path_of
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -33,8 +32,8 @@ async def test_metrics_count_from_the_database(client: httpx.AsyncClient, smtp: 
     await smtp.wait_for(2)
     now = utcnow()
     async with db.transaction() as session:
-        reader = Subscriber(email="two@example.org", status=SubscriberStatus.PENDING)
-        session.add(reader)
+        address, reader = new_subscription("two@example.org", status=SubscriberStatus.PENDING)
+        session.add_all((address, reader))
         await session.flush()
         # Reminders only from here: the worker may still be settling the mails above.
         session.add(OutboxMessage(kind=MailKind.REMINDER, subscriber_id=reader.id,
@@ -48,11 +47,14 @@ async def test_metrics_count_from_the_database(client: httpx.AsyncClient, smtp: 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
-    assert found[("regimen_signups", ())] == 2
-    assert found[("regimen_confirmations", ())] == 1
+    # Both readers signed up to the default regimen (the form names none).
+    served = (("regimen", DEFAULT_REGIMEN),)
+    assert found[("regimen_signups", served)] == 2
+    assert found[("regimen_confirmations", served)] == 1
+
     def mails(status: str) -> float:
-        return found[("regimen_mails", (("kind", "reminder"), ("status", status),
-                                        ("transport", "smtp")))]
+        return found[("regimen_mails", (("kind", "reminder"), ("regimen", DEFAULT_REGIMEN),
+                                        ("status", status), ("transport", "smtp")))]
 
     assert (mails("sent"), mails("failed"), mails("queued"), mails("cancelled")) == (2, 1, 1, 0)
     assert found[("regimen_outbox_depth", ())] >= 1

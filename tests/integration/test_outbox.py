@@ -28,7 +28,7 @@ from service.readers import signup
 from service.readers.signup import RequestOrigin
 from service.readers.tokens import Claims
 from service.runtime import Runtime
-from tests.helpers import MailSink
+from tests.helpers import MailSink, a_signup
 
 LEASE = timedelta(minutes=5)
 
@@ -60,7 +60,7 @@ def worker(runtime: Runtime, clock: Clock) -> Worker:
 async def sign_up(db: Database, *emails: str) -> None:
     async with db.transaction() as session:
         for email in emails:
-            await session.run_sync(signup.subscribe, [signup.Signup(email, READER, None, "v-test")],
+            await session.run_sync(signup.subscribe, [a_signup(email, READER)],
                                    datetime.now(UTC))
 
 
@@ -180,7 +180,7 @@ async def test_commit_wakes_the_worker(db: Database) -> None:
     mail_queued(db).clear()
     async with db.transaction() as session:
         await session.run_sync(signup.subscribe,
-                               [signup.Signup("now@example.org", READER, None, "v-test")],
+                               [a_signup("now@example.org", READER)],
                                datetime.now(UTC))
         assert not mail_queued(db).is_set()  # not before the commit
     assert mail_queued(db).is_set()
@@ -198,8 +198,7 @@ async def test_a_commit_in_another_process_wakes_a_postgres_worker(database_url:
         mail_queued(worker_side).clear()
         async with db.transaction() as session:
             await session.run_sync(signup.subscribe,
-                                   [signup.Signup("elsewhere@example.org", READER, None,
-                                                  "v-test")],
+                                   [a_signup("elsewhere@example.org", READER)],
                                    datetime.now(UTC))
         woken = await _woken_within(worker_side, seconds=10 if postgres else 0.5)
     finally:

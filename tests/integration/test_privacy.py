@@ -23,6 +23,7 @@ from service.core.models import (
     ErasedAddress,
     Event,
     OutboxMessage,
+    Reader,
     Subscriber,
     SubscriberStatus,
 )
@@ -32,9 +33,11 @@ from service.readers import privacy, signup
 from service.readers.tokens import Claims
 from service.runtime import Runtime
 from service.web.texts import CONSENT_VERSION
-from tests.helpers import MailSink, links_in, path_of
+from tests.helpers import DEFAULT_REGIMEN, MailSink, a_signup, links_in, new_subscription, path_of
 
 READER = signup.RequestOrigin(ip="203.0.113.5", user_agent="Phone/1")
+
+SECOND = "neck-and-shoulders"  # the shipped example regimen
 
 
 async def confirmed_reader(client: httpx.AsyncClient, smtp: MailSink, email: str) -> list[str]:
@@ -106,16 +109,29 @@ def test_author_exports_then_erases_one_reader(
     assert exported.exit_code == 0, exported.output
     data = json.loads(exported.output)
     assert data["email"] == "export@example.org"
-    assert data["status"] == "pending"
-    assert data["consents"][0]["signup_ip"] == "203.0.113.5"
-    assert data["consents"][0]["consent_text_version"] == CONSENT_VERSION
-    assert data["mails"][0]["kind"] == "confirm"
+    assert data["suppressed"] is None
+    # Every regimen the address asked for, each with its own consent and mail.
+    assert {each["regimen"] for each in data["subscriptions"]} == {DEFAULT_REGIMEN, SECOND}
+    for each in data["subscriptions"]:
+        assert each["status"] == "pending"
+        assert each["consents"][0]["signup_ip"] == "203.0.113.5"
+        assert each["consents"][0]["consent_text_version"] == CONSENT_VERSION
+        assert each["mails"][0]["kind"] == "confirm"
 
     erased = runner.invoke(app, ["subscribers", "erase", "--email", "export@example.org"])
     assert erased.exit_code == 0
     assert "e***@example.org" in erased.output
     missing = runner.invoke(app, ["subscribers", "export", "--email", "export@example.org"])
     assert missing.exit_code == 1
+    asyncio.run(_nothing_left(settings.database_url))
+
+
+async def _nothing_left(url: str) -> None:
+    db = Database(url)
+    async with db.transaction() as session:
+        for model in (Reader, Subscriber, Consent, OutboxMessage):
+            assert await session.scalar(select(func.count()).select_from(model)) == 0
+    await db.dispose()
 
 
 async def _one_pending_reader(url: str) -> None:
@@ -123,9 +139,9 @@ async def _one_pending_reader(url: str) -> None:
     async with db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(table.delete())
-        await session.run_sync(signup.subscribe,
-                               [signup.Signup("export@example.org", READER, None, CONSENT_VERSION)],
-                               datetime.now(UTC))
+        await session.run_sync(signup.subscribe, [
+            signup.Signup("export@example.org", READER, None, CONSENT_VERSION, regimen)
+            for regimen in (DEFAULT_REGIMEN, SECOND)], datetime.now(UTC))
     await db.dispose()
 
 
@@ -136,9 +152,9 @@ async def test_unconfirmed_signups_are_forgotten_after_the_retention(db: Databas
         for email in ("stale@example.org", "fresh@example.org", "confirmed@example.org",
                       "came-back@example.org"):
             when = now if email == "fresh@example.org" else month_ago
-            subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING,
-                                    created_at=when)
-            session.add(subscriber)
+            address, subscriber = new_subscription(email, status=SubscriberStatus.PENDING,
+                                                   created_at=when)
+            session.add_all([address, subscriber])
             await session.flush()
             session.add(Consent(subscriber_id=subscriber.id, signed_up_at=when))
             if email == "confirmed@example.org":
@@ -147,11 +163,19 @@ async def test_unconfirmed_signups_are_forgotten_after_the_retention(db: Databas
             if email == "came-back@example.org":  # signed up again yesterday
                 session.add(Consent(subscriber_id=subscriber.id,
                                     signed_up_at=now - timedelta(days=1)))
+        # An address that bounced keeps its "never mail it" with no subscription left.
+        bounced, waiting = new_subscription("bounced@example.org",
+                                            status=SubscriberStatus.PENDING, created_at=month_ago)
+        bounced.suppressed_at, bounced.suppressed_reason = month_ago, "bounce"
+        session.add_all([bounced, waiting])
     async with db.transaction() as session:
         forgotten = await privacy.forget_unconfirmed(session, now, timedelta(days=30))
         left = set(await session.scalars(select(Subscriber.email)))
-    assert forgotten == 1
+        addresses = set(await session.scalars(select(Reader.email)))
+    assert forgotten == 2
     assert left == {"fresh@example.org", "confirmed@example.org", "came-back@example.org"}
+    # No permission, no address: the forgotten subscription's reader goes too.
+    assert addresses == left | {"bounced@example.org"}
 
 
 def test_addresses_are_masked_in_log_lines(caplog: pytest.LogCaptureFixture) -> None:
@@ -168,16 +192,17 @@ async def test_an_imported_list_cannot_bring_an_erased_reader_back(
     secret = runtime.settings.secret_keys[0]
     async with db.transaction() as session:
         await session.run_sync(signup.subscribe,
-                               [signup.Signup("gone@example.org", READER, None, "v-test")],
+                               [a_signup("gone@example.org", READER)],
                                datetime.now(UTC))
     async with db.transaction() as session:
         reader = await session.scalar(select(Subscriber))
         assert reader is not None
-        await privacy.erase(session, reader, secret, datetime.now(UTC))
+        await privacy.erase(session, reader.email, secret, datetime.now(UTC))
     result = subscribers.ImportResult()
     rows = subscribers.read_rows(io.StringIO("email\nGone@Example.org\nnew@example.org\n"),
                                  result)
-    await subscribers.import_rows(db, rows, datetime.now(UTC), 100, result, secret)
+    await subscribers.import_rows(db, rows, datetime.now(UTC), 100, result, secret,
+                                  DEFAULT_REGIMEN)
     assert (result.erased, result.mailed) == (1, 1)
     async with db.transaction() as session:
         assert set(await session.scalars(select(Subscriber.email))) == {"new@example.org"}

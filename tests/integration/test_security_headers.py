@@ -16,7 +16,8 @@ from tests.helpers import BASE_URL, MailSink, links_in, path_of
 
 async def reader_pages(client: httpx.AsyncClient, smtp: MailSink) -> dict[str, httpx.Response]:
     """Every kind of page a reader can meet, reached as a reader reaches it."""
-    pages = {"signup": await client.get("/"),
+    pages = {"regimens": await client.get("/"),
+             "signup": await client.get("/neck-and-shoulders"),
              "bad address": await client.post("/subscribe", data={"email": "nope"}),
              "check inbox": await client.get("/check-inbox")}
     await client.post("/subscribe", data={"email": "reader@example.org"})
@@ -91,14 +92,15 @@ async def test_too_many_requests_is_a_page(runtime: Runtime) -> None:
     """The page itself; when to send it is the rate limiter's business."""
     app = create_app(runtime, run_worker=False)
 
-    @app.get("/limited")
+    # Two segments: a one-segment path is a regimen's own form (/{key}), added last.
+    @app.get("/_test/limited")
     async def limited() -> None:
         raise HTTPException(429, headers={"Retry-After": "60"})
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url=BASE_URL) as http:
-        page = await http.get("/limited")
-        as_json = await http.get("/limited", headers={"accept": "application/json"})
+        page = await http.get("/_test/limited")
+        as_json = await http.get("/_test/limited", headers={"accept": "application/json"})
     assert page.status_code == 429
     assert page.headers["retry-after"] == "60"
     assert "Too many tries" in page.text

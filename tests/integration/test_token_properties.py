@@ -17,7 +17,7 @@ from service.core.models import Subscriber, SubscriberStatus, utcnow
 from service.core.settings import Settings
 from service.readers.links import PATHS
 from service.readers.tokens import Claims, Purpose, Tokens
-from tests.helpers import app_client
+from tests.helpers import app_client, new_subscription
 
 # Versions live in a 32-bit column on PostgreSQL; the bump must still fit.
 versions = st.integers(min_value=1, max_value=2**31 - 2)
@@ -33,9 +33,11 @@ async def http(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncCli
 async def confirmed_reader(db: Database, version: int) -> Subscriber:
     async with db.transaction() as session:
         now = utcnow()
-        reader = Subscriber(email=f"reader-{next(readers)}@example.org", token_version=version,
-                            status=SubscriberStatus.CONFIRMED, created_at=now, confirmed_at=now)
-        session.add(reader)
+        address, reader = new_subscription(f"reader-{next(readers)}@example.org",
+                                           token_version=version,
+                                           status=SubscriberStatus.CONFIRMED, created_at=now,
+                                           confirmed_at=now)
+        session.add_all([address, reader])
     return reader
 
 

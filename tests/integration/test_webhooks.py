@@ -26,7 +26,7 @@ from service.readers.signup import RequestOrigin
 from service.readers.tokens import Claims
 from service.runtime import build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL
+from tests.helpers import BASE_URL, OTHER_REGIMEN, a_signup
 
 SECRET = "s3cret"
 SIGNING_KEY = "key-abc"
@@ -57,7 +57,7 @@ async def http(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncCli
 async def confirmed_reader(db: Database) -> None:
     """A confirmed reader with a confirmation and a regimen mail still queued."""
     async with db.transaction() as session:
-        await session.run_sync(signup.subscribe, [signup.Signup(READER, ORIGIN, None, "v-test")],
+        await session.run_sync(signup.subscribe, [a_signup(READER, ORIGIN)],
                                utcnow())
     async with db.transaction() as session:
         subscriber = await session.scalar(select(Subscriber).where(Subscriber.email == READER))
@@ -80,8 +80,9 @@ async def state(db: Database) -> Reader:
         outbox = await session.scalars(select(OutboxMessage.status)
                                        .where(OutboxMessage.subscriber_id == subscriber.id)
                                        .order_by(OutboxMessage.id))
-        return Reader(subscriber.status, subscriber.suppressed_at, subscriber.suppressed_reason,
-                      list(outbox))
+        # Suppression belongs to the address (its reader row), whatever the regimen.
+        return Reader(subscriber.status, subscriber.reader.suppressed_at,
+                      subscriber.reader.suppressed_reason, list(outbox))
 
 
 def assert_suppressed(reader: Reader, reason: str, status: SubscriberStatus) -> None:
@@ -292,12 +293,15 @@ async def test_suppressed_address_signs_up_silently(
     await confirmed_reader(db)
     assert (await http.post(path, json=event(), headers=headers)).status_code == 200
 
-    async def outbox_rows_after_signup(email: str) -> tuple[int, str, int]:
-        answer = await http.post("/subscribe", data={"email": email})
+    async def outbox_rows_after_signup(email: str, regimen: str = "") -> tuple[int, str, int]:
+        answer = await http.post("/subscribe", data={"email": email, "regimen": regimen})
         async with db.transaction() as session:
             rows = await session.scalar(select(func.count()).select_from(OutboxMessage))
         return answer.status_code, answer.headers["location"], rows or 0
 
     assert await outbox_rows_after_signup("Reader@Example.org") == (303, "/check-inbox", 2)
+    # The address is suppressed, not only its subscription: another regimen mails nothing.
+    assert await outbox_rows_after_signup("reader@example.org", OTHER_REGIMEN) == \
+        (303, "/check-inbox", 2)
     # Anyone else is answered the same, and gets a confirmation mail.
     assert await outbox_rows_after_signup("newcomer@example.org") == (303, "/check-inbox", 3)

@@ -71,8 +71,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     """A fresh SQLite install with its mail written to files, and nothing from the checkout."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith("REGIMEN_") and key not in ("PYTHONPATH", "PYTHONHOME")}
-    content = tmp_path / "regimen.yaml"
-    shutil.copy(PROJECT_ROOT / "content" / "regimen.yaml", content)
+    content = tmp_path / "content"
+    shutil.copytree(PROJECT_ROOT / "content", content)
     port = free_port()
     env.update({
         "REGIMEN_DATA_DIR": str(tmp_path / "var"),

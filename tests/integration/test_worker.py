@@ -112,8 +112,8 @@ async def test_a_hard_bounce_suppresses_the_address_for_good(
     await sign_up(runtime.db, "gone@example.org")
     await worker.deliver_due()
     bounced = await reader(runtime.db, "gone@example.org")
-    assert bounced.suppressed_reason == "bounce"
-    assert bounced.suppressed_at is not None
+    assert bounced.reader.suppressed_reason == "bounce"
+    assert bounced.reader.suppressed_at is not None
 
     await sign_up(runtime.db, "gone@example.org")  # someone types it in again
     async with runtime.db.transaction() as session:

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from service.core.database import Database
-from service.core.models import MailKind, OutboxMessage, OutboxStatus, Subscriber, SubscriberStatus
+from service.core.models import MailKind, OutboxMessage, OutboxStatus, SubscriberStatus
 from service.core.settings import Settings
 from service.delivery.worker import Pace
-from tests.helpers import PROJECT_ROOT, REPORT, MailSink
+from tests.helpers import PROJECT_ROOT, REPORT, MailSink, new_subscription
 
 MAILS = 1000
 CLAIM_BATCH = Pace.from_settings(Settings()).claim_batch  # what deliver_due claims at once
@@ -40,9 +40,10 @@ async def test_every_mail_once(
     database_url: str, db: Database, smtp: MailSink, smtp_port: int, tmp_path: Path, kill: bool,
 ) -> None:
     async with db.transaction() as session:
-        readers = [Subscriber(email=f"reader{i}@example.org", status=SubscriberStatus.PENDING)
-                   for i in range(MAILS)]
-        session.add_all(readers)
+        pairs = [new_subscription(f"reader{i}@example.org", status=SubscriberStatus.PENDING)
+                 for i in range(MAILS)]
+        readers = [reader for _, reader in pairs]
+        session.add_all([address for address, _ in pairs] + readers)
         await session.flush()
         session.add_all(OutboxMessage(kind=MailKind.CONFIRM, subscriber_id=reader.id)
                         for reader in readers)

@@ -19,12 +19,14 @@ from service.core.models import (
     Consent,
     MailKind,
     OutboxMessage,
+    Reader,
     Subscriber,
     SubscriberStatus,
     utcnow,
 )
 from service.readers import signup
 from service.readers.writer import SignupWriter
+from tests.helpers import DEFAULT_REGIMEN, a_signup, new_subscription
 
 ORIGIN = signup.RequestOrigin(ip="198.51.100.7", user_agent="Phone/2")
 
@@ -51,7 +53,7 @@ async def test_concurrent_signups_share_one_commit(db: Database) -> None:
     commits = counting_commits(db)
     emails = [f"reader{n}@example.org" for n in range(50)]
 
-    await asyncio.gather(*(writer.write(signup.Signup(e, ORIGIN, "https://blog.test/p", "v-test"))
+    await asyncio.gather(*(writer.write(a_signup(e, ORIGIN, "https://blog.test/p"))
                            for e in emails))
 
     assert len(commits) == 1
@@ -69,18 +71,19 @@ async def test_a_batch_treats_each_state_as_one_signup_at_a_time_would(db: Datab
     now = utcnow()
     async with db.transaction() as session:
         session.add_all([
-            Subscriber(email="kept@example.org", status=SubscriberStatus.CONFIRMED,
-                       confirmed_at=now),
-            Subscriber(email="left@example.org", status=SubscriberStatus.UNSUBSCRIBED,
-                       unsubscribed_at=now),
-            Subscriber(email="bounced@example.org", status=SubscriberStatus.PENDING,
-                       suppressed_at=now, suppressed_reason="bounce"),
+            *new_subscription("kept@example.org", status=SubscriberStatus.CONFIRMED,
+                              confirmed_at=now),
+            *new_subscription("left@example.org", status=SubscriberStatus.UNSUBSCRIBED,
+                              unsubscribed_at=now),
+            Reader(email="bounced@example.org", suppressed_at=now, suppressed_reason="bounce"),
+            Subscriber(email="bounced@example.org", regimen=DEFAULT_REGIMEN,
+                       status=SubscriberStatus.PENDING),
         ])
     # Two mails an hour per address: the third signup of "often" within the batch is not
     # mailed, exactly as if the three had come one after another.
     writer = SignupWriter(db, [MailWindow(2, timedelta(hours=1))])
 
-    await asyncio.gather(*(writer.write(signup.Signup(email, ORIGIN, None, "v-test")) for email in [
+    await asyncio.gather(*(writer.write(a_signup(email, ORIGIN)) for email in [
         "kept@example.org", "left@example.org", "bounced@example.org",
         "often@example.org", "often@example.org", "often@example.org",
     ]))
@@ -103,8 +106,8 @@ async def test_a_batch_treats_each_state_as_one_signup_at_a_time_would(db: Datab
 async def test_the_per_address_limit_counts_mails_queued_earlier(db: Database) -> None:
     writer = SignupWriter(db, [MailWindow(1, timedelta(minutes=5)),
                                MailWindow(3, timedelta(days=1))])
-    await writer.write(signup.Signup("victim@example.org", ORIGIN, None, "v-test"))
-    await writer.write(signup.Signup("victim@example.org", ORIGIN, None, "v-test"))
+    await writer.write(a_signup("victim@example.org", ORIGIN))
+    await writer.write(a_signup("victim@example.org", ORIGIN))
     assert await mails_by_reader(db) == {"victim@example.org": [MailKind.CONFIRM]}
 
     # Move the first mail 6 minutes into the past: the 5-minute window lets one more through,
@@ -113,7 +116,7 @@ async def test_the_per_address_limit_counts_mails_queued_earlier(db: Database) -
         async with db.transaction() as session:
             for mail in await session.scalars(select(OutboxMessage)):
                 mail.created_at -= timedelta(minutes=6)
-        await writer.write(signup.Signup("victim@example.org", ORIGIN, None, "v-test"))
+        await writer.write(a_signup("victim@example.org", ORIGIN))
     assert await mails_by_reader(db) == {"victim@example.org": [MailKind.CONFIRM] * 3}
 
 
@@ -131,7 +134,7 @@ async def test_a_refused_signup_fails_alone(db: Database, monkeypatch: pytest.Mo
     writer = SignupWriter(db)
 
     results = await asyncio.gather(
-        *(writer.write(signup.Signup(e, ORIGIN, None, "v-test")) for e in
+        *(writer.write(a_signup(e, ORIGIN)) for e in
           ["a@example.org", "refused@example.org", "b@example.org"]),
         return_exceptions=True)
 
@@ -149,7 +152,7 @@ async def test_two_processes_signing_up_the_same_addresses(database_url: str,
     try:
         emails = [f"race{n}@example.org" for n in range(20)]
         first, second = SignupWriter(db), SignupWriter(other)
-        await asyncio.gather(*(writer.write(signup.Signup(e, ORIGIN, None, "v-test"))
+        await asyncio.gather(*(writer.write(a_signup(e, ORIGIN))
                                for e in emails for writer in (first, second)))
     finally:
         await other.dispose()
@@ -169,7 +172,7 @@ async def test_an_unreachable_database_fails_the_batch_at_once(
     try:
         writer = SignupWriter(db)
         results = await asyncio.gather(
-            *(writer.write(signup.Signup(f"r{n}@example.org", ORIGIN, None, "v-test"))
+            *(writer.write(a_signup(f"r{n}@example.org", ORIGIN))
               for n in range(8)),
             return_exceptions=True)
     finally:

@@ -1,5 +1,6 @@
-"""The regimen file: the shipped example, errors that lead the author to the line, and
-`regimen content check` (with --online against a real local web server)."""
+"""The regimen content: the shipped folder, a single file, errors that lead the author to the
+file, line and field, and `regimen content check` (with --online against a real local web
+server)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
-from service.core.content import ContentError, load_regimen
+from service.core.content import ContentError, Regimen, load_content, load_regimen
 from service.core.settings import Settings
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, shipped_single_file
 
-SHIPPED = PROJECT_ROOT / "content" / "regimen.yaml"
+SHIPPED = PROJECT_ROOT / "content"
 
 # Line numbers below are counted in this text.
 GOOD = """\
@@ -50,21 +51,46 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_shipped_example_loads() -> None:
-    regimen = load_regimen(SHIPPED)
+    catalog = load_content(SHIPPED)
+    assert catalog.keys() == ["neck-and-shoulders", "sacro-iliac"]
+    regimen = catalog.default
+    assert regimen.key == "sacro-iliac"
+    assert catalog.get("sacro-iliac") is regimen
+    assert catalog.source("sacro-iliac") == SHIPPED / "regimens" / "sacro-iliac.yaml"
+    assert catalog.site_source == SHIPPED / "site.yaml"
+    assert regimen.author == "Lawrence Gold"
     first = regimen.exercises()[0]
     assert (first.slug, first.title) == ("gentle-back-exercise", "The gentle back exercise")
-    assert all(exercise.is_free for exercise in regimen.units[0].exercises)
-    later = [exercise for unit in regimen.units[1:] for exercise in unit.exercises]
-    assert later
-    assert all(exercise.program in regimen.programs for exercise in later)
+    for regimen in catalog.regimens.values():
+        assert all(exercise.is_free for exercise in regimen.units[0].exercises)
+        later = [exercise for unit in regimen.units[1:] for exercise in unit.exercises]
+        assert later
+        assert all(exercise.program in regimen.programs for exercise in later)
+
+
+def test_the_second_regimen_is_a_marked_example_with_placeholders_only() -> None:
+    source = SHIPPED / "regimens" / "neck-and-shoulders.yaml"
+    assert "THIS IS AN EXAMPLE" in source.read_text().split("\ntitle:")[0]
+    regimen = load_content(SHIPPED).regimens["neck-and-shoulders"]
+    assert (len(regimen.units), len(regimen.exercises())) == (2, 6)
+    assert regimen.own_urls()
+    assert all(url.startswith("https://example.com/replace-me/") for url in regimen.own_urls())
 
 
 def test_the_shipped_example_lists_its_placeholders() -> None:
-    regimen = load_regimen(SHIPPED)
+    regimen = load_content(SHIPPED).default
     every_url = {regimen.site_url, *(program.url for program in regimen.programs.values()),
                  *(regimen.destination(exercise) for exercise in regimen.exercises())}
     assert regimen.example_urls() == sorted(every_url)
     assert "https://example.com/replace-me/video/gentle-back-exercise" in every_url
+
+
+def test_the_shipped_regimen_works_as_a_single_file(tmp_path: Path) -> None:
+    (tmp_path / "sacro-iliac.yaml").write_text(shipped_single_file())
+    catalog = load_content(tmp_path / "sacro-iliac.yaml")
+    assert catalog.keys() == ["sacro-iliac"]
+    assert catalog.default == load_content(SHIPPED).default
+    assert catalog.site_source == catalog.source("sacro-iliac") == tmp_path / "sacro-iliac.yaml"
 
 
 def test_a_file_with_real_addresses_has_no_placeholders(tmp_path: Path) -> None:
@@ -116,7 +142,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_a_bad_address_behind_an_alias_points_where_it_is_written(tmp_path: Path) -> None:
     url = '"https://example.com/replace-me/video/gentle-back-exercise"'
-    source = SHIPPED.read_text(encoding="utf-8")
+    source = shipped_single_file()
     line = source.splitlines().index(f"  gentle_back: &gentle_back {url}") + 1
     with pytest.raises(ContentError) as error:
         load_regimen(write(tmp_path, source.replace(url, '"gentle-back-video"')))
@@ -127,14 +153,163 @@ def test_a_bad_address_behind_an_alias_points_where_it_is_written(tmp_path: Path
 def test_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ContentError) as error:
         load_regimen(tmp_path / "nowhere.yaml")
-    assert error.value.problems == ["cannot read the file: No such file or directory"]
+    assert error.value.problems == ["no such folder or file: the content is a folder "
+                                    "(site.yaml and regimens/) or a single regimen file"]
 
 
-def test_an_empty_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "problem"), [
+    ("", "line 1: (top level): the file is empty; it should hold fields, one per line"),
+    ("# nothing yet\n\n- title: x\n", "line 3: (top level): the file is a list, not fields;"),
+])
+def test_a_file_without_fields(tmp_path: Path, text: str, problem: str) -> None:
     with pytest.raises(ContentError) as error:
-        load_regimen(write(tmp_path, ""))
-    assert error.value.problems == [
-        "line 1: (top level): Input should be a valid dictionary or instance of Regimen"]
+        load_regimen(write(tmp_path, text))
+    [reported] = error.value.problems
+    assert reported.startswith(problem)
+
+
+def test_a_single_file_s_key_is_its_name(tmp_path: Path) -> None:
+    assert load_regimen(write(tmp_path, GOOD)).key == "regimen"
+    with pytest.raises(ContentError) as error:
+        load_content(write(tmp_path, GOOD.replace('title: "A regimen"', 'key: "other"\n'
+                                                  'title: "A regimen"', 1)))
+    assert error.value.problems == ["line 1: key: a regimen's key is its file's name "
+                                    "('regimen' here); remove this line, or rename the file"]
+    badly_named = tmp_path / "My Regimen.yaml"
+    badly_named.write_text(GOOD.replace("slug: psoas", "slug: gentle-back"))
+    with pytest.raises(ContentError) as error:
+        load_content(badly_named)
+    assert [problem.split(": ")[0] for problem in error.value.problems] == [
+        "the file's name is the regimen's key in links and statistics", "line 17"]
+    assert "'My Regimen' must be lowercase letters, digits and hyphens" in \
+        error.value.problems[0]
+
+
+def test_a_regimen_cannot_be_read_from_yaml_without_its_key() -> None:
+    with pytest.raises(ValueError, match="key"):
+        Regimen.model_validate({"title": "t", "author": "a", "site_name": "s",
+                                "site_url": "https://blog.example.org/", "intro": "i",
+                                "units": [{"title": "u", "exercises": [
+                                    {"slug": "s", "title": "t", "note": "n",
+                                     "video_url": "https://video.example.org/"}]}]})
+
+
+# A content folder
+
+SITE = """\
+author: "An Author"
+site_name: "A blog"
+site_url: "https://blog.example.org/"
+"""
+# GOOD without the site fields: three lines fewer, so GOOD's line N is its line N - 3.
+BODY = GOOD.replace(SITE, "")
+NECK = BODY.replace('"A regimen"', '"A neck regimen"')
+
+
+def folder(tmp_path: Path, site: str = SITE, **regimens: str) -> Path:
+    """tmp_path/content with `site` as site.yaml and each regimen as regimens/<name>, where
+    `back_yaml="..."` is written to back.yaml."""
+    root = tmp_path / "content"
+    (root / "regimens").mkdir(parents=True)
+    (root / "site.yaml").write_text(site)
+    for name, text in regimens.items():
+        stem, _, suffix = name.rpartition("_")
+        (root / "regimens" / f"{stem.replace('_', '-')}.{suffix}").write_text(text)
+    return root
+
+
+def problems_of(root: Path) -> list[str]:
+    with pytest.raises(ContentError) as error:
+        load_content(root)
+    assert error.value.path == root
+    return error.value.problems
+
+
+def test_a_folder_serves_each_regimen_under_its_file_name(tmp_path: Path) -> None:
+    root = folder(tmp_path, back_yaml=BODY, stiff_neck_yml=NECK)
+    (root / "regimens" / ".#back.yaml").write_text("an editor's lock file")
+    (root / "regimens" / "notes.txt").write_text("not a regimen")
+    catalog = load_content(root)
+    assert catalog.keys() == ["back", "stiff-neck"]
+    assert catalog.default is catalog.regimens["back"]
+    neck = catalog.get("stiff-neck")
+    assert neck is not None
+    assert (neck.key, neck.title, neck.author, neck.site_url) == (
+        "stiff-neck", "A neck regimen", "An Author", "https://blog.example.org/")
+    assert catalog.source("stiff-neck") == root / "regimens" / "stiff-neck.yml"
+    assert catalog.get("nowhere") is None
+
+
+def test_a_regimen_cannot_take_the_name_of_a_page_of_the_service(tmp_path: Path) -> None:
+    # /admin is the author's page: a regimen keyed "admin" could never show its form there.
+    [problem] = problems_of(folder(tmp_path, back_yaml=BODY, admin_yaml=NECK))
+    assert problem.startswith("regimens/admin.yaml: 'admin' is the name of one of the "
+                              "service's own pages")
+
+
+def test_site_yaml_chooses_the_default_and_the_order(tmp_path: Path) -> None:
+    site = SITE + "default: stiff-neck\norder: [middle]\n"
+    catalog = load_content(folder(tmp_path, site, back_yaml=BODY, stiff_neck_yaml=NECK,
+                                  middle_yaml=BODY))
+    # Those named first, the others alphabetically.
+    assert catalog.keys() == ["middle", "back", "stiff-neck"]
+    assert catalog.default.key == "stiff-neck"
+
+
+def test_every_problem_of_every_file_is_reported_at_once(tmp_path: Path) -> None:
+    site = SITE.replace('"https://blog.example.org/"', '"blog"') + \
+        "default: nope\norder:\n  - back\n  - gone\n  - back\n"
+    root = folder(tmp_path, site,
+                  back_yaml=BODY.replace("slug: psoas", "slug: gentle-back"),
+                  back_yml=NECK,
+                  neck_yaml=SITE + NECK.replace("program: back", "program: front"),
+                  Bad_Name_yaml=BODY)
+    assert problems_of(root) == [
+        "regimens/Bad-Name.yaml: the file's name is the regimen's key in links and "
+        "statistics: 'Bad-Name' must be lowercase letters, digits and hyphens (at most 80), "
+        "e.g. back-pain.yaml",
+        "regimens/back.yaml: line 14: units.0.exercises.1.slug: exercise slug 'gentle-back' "
+        "is used twice",
+        "regimens/back.yml: two regimens with the key 'back' (regimens/back.yaml and "
+        "regimens/back.yml); rename or remove one",
+        "regimens/neck.yaml: line 1: author: belongs in site.yaml, once for every regimen; "
+        "remove it here",
+        "regimens/neck.yaml: line 2: site_name: belongs in site.yaml, once for every regimen; "
+        "remove it here",
+        "regimens/neck.yaml: line 3: site_url: belongs in site.yaml, once for every regimen; "
+        "remove it here",
+        "site.yaml: line 3: site_url: must be a full web address starting with https://",
+    ]
+    # Once the site's own fields are right, its keys are checked too.
+    (root / "site.yaml").write_text(site.replace('"blog"', '"https://blog.example.org/"'))
+    assert [p for p in problems_of(root) if p.startswith("site.yaml")] == [
+        "site.yaml: line 4: default: no regimen has the key 'nope' "
+        "(there is no file regimens/nope.yaml)",
+        "site.yaml: line 7: order.1: no regimen has the key 'gone' "
+        "(there is no file regimens/gone.yaml)",
+        "site.yaml: line 8: order.2: 'back' is listed twice",
+    ]
+
+
+@pytest.mark.parametrize(("site", "problem"), [
+    (SITE + "extra: 1\n", "site.yaml: line 4: extra: Extra inputs are not permitted"),
+    (SITE.replace('author: "An Author"\n', ""), "site.yaml: line 1: author: Field required"),
+    ("", "site.yaml: line 1: (top level): the file is empty"),
+])
+def test_a_broken_site_yaml(tmp_path: Path, site: str, problem: str) -> None:
+    [reported] = problems_of(folder(tmp_path, site, back_yaml=BODY))
+    assert reported.startswith(problem)
+
+
+def test_a_folder_without_regimens_or_site(tmp_path: Path) -> None:
+    root = folder(tmp_path)
+    assert problems_of(root) == [
+        "regimens/: no regimen files (*.yaml) in it; add one, e.g. regimens/back-pain.yaml"]
+    (root / "regimens").rmdir()
+    (root / "site.yaml").unlink()
+    assert problems_of(root) == [
+        "regimens/: missing; put one file per regimen in it, e.g. regimens/back-pain.yaml",
+        "site.yaml: missing; it holds author, site_name, site_url, shared by every regimen"]
 
 
 # `regimen content check`
@@ -156,13 +331,28 @@ def check(content: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_check_passes_the_shipped_file_and_lists_placeholders(cli_env: Path) -> None:
+def test_check_passes_the_shipped_folder_and_lists_placeholders_by_file(cli_env: Path) -> None:
     code, output = check(SHIPPED)
     assert code == 0, output
-    assert "OK — 3 units, 10 exercises." in output
-    assert "example addresses are still to be replaced:" in output
-    assert "  https://example.com/replace-me/video/gentle-back-exercise\n" in output
+    site, neck, back = output.split(f"{SHIPPED}/")[1:]
+    assert site.startswith("site.yaml: OK — 2 regimens, served by default: sacro-iliac.\n"
+                           "1 example address is still to be replaced:\n"
+                           "  https://example.com/replace-me/blog\n")
+    assert neck.startswith("regimens/neck-and-shoulders.yaml: OK — 2 units, 6 exercises.\n"
+                           "5 example addresses are still to be replaced:\n")
+    assert back.startswith("regimens/sacro-iliac.yaml: OK — 3 units, 10 exercises.\n"
+                           "7 example addresses are still to be replaced:\n")
+    assert "  https://example.com/replace-me/video/gentle-back-exercise\n" in back
+    assert "replace-me/blog" not in neck + back
     assert (cli_env / "data" / "secret_key").exists()
+
+
+def test_check_passes_a_single_file(cli_env: Path) -> None:
+    code, output = check(write(cli_env, shipped_single_file()))
+    assert code == 0, output
+    assert output.startswith(f"{cli_env / 'regimen.yaml'}: OK — 3 units, 10 exercises.\n"
+                             "8 example addresses are still to be replaced:\n")
+    assert "  https://example.com/replace-me/blog\n" in output
 
 
 def test_check_fails_a_broken_file_naming_line_and_field(cli_env: Path) -> None:
@@ -170,6 +360,16 @@ def test_check_fails_a_broken_file_naming_line_and_field(cli_env: Path) -> None:
     assert code == 1
     assert "has problems:" in output
     assert "  line 20: units.0.exercises.1.program: program 'front' is not under" in output
+
+
+def test_check_fails_a_broken_folder_naming_file_line_and_field(cli_env: Path) -> None:
+    root = folder(cli_env, back_yaml=BODY, neck_yaml=NECK.replace("program: back",
+                                                                  "program: front"))
+    code, output = check(root)
+    assert code == 1
+    assert f"{root} has problems:\n" in output
+    assert "  regimens/neck.yaml: line 17: units.0.exercises.1.program: program 'front' is " \
+        "not under programs:" in output
 
 
 class _Site(BaseHTTPRequestHandler):
@@ -223,3 +423,11 @@ def test_check_online_reports_a_broken_link(cli_env: Path, site: str) -> None:
     assert f"  broken: {site}/gone (HTTP 404)\n" in output
     assert output.count("broken:") == 1
     assert "Every link answered." not in output
+
+
+def test_check_online_names_the_file_of_each_broken_link(cli_env: Path, site: str) -> None:
+    root = folder(cli_env, _on(site, SITE), back_yaml=_on(site, BODY),
+                  neck_yaml=_on(site, NECK.replace("/back", "/gone")))
+    code, output = check(root, "--online")
+    assert code == 1
+    assert output.endswith(f"{root}/regimens/neck.yaml:\n  broken: {site}/gone (HTTP 404)\n")

@@ -18,10 +18,10 @@
     // The post's own address, when the author left it out of the snippet.
     if (source && !source.value) source.value = location.href.split("#")[0];
 
-    function showError(text) {
+    function showError(text, aboutEmail) {
       error.textContent = text;
       error.hidden = false;
-      email.setAttribute("aria-invalid", "true");
+      if (aboutEmail) email.setAttribute("aria-invalid", "true");
       email.focus();
     }
 
@@ -34,7 +34,8 @@
       }
       if (response.status === 422) {
         return response.json().then(function (body) {
-          showError(body.errors.email);
+          // The address, or else the snippet's regimen (no longer offered).
+          showError(body.errors.email || body.errors.regimen, !!body.errors.email);
         });
       }
       throw new Error("unexpected answer " + response.status);
