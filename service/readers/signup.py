@@ -71,10 +71,12 @@ def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
     who is subscribed.
     """
     emails = {item.email for item in signups}
-    suppressed = _suppressed_among(session, emails, now)
-    readers = _subscription_states(session, emails)
-    # Only addresses we already held can have been mailed lately.
-    budget = MailBudget.load(session, {email for email, _ in readers}, mail_windows, now)
+    # Most signups are new addresses: their reader row is made here, and nothing else about
+    # them needs looking up (no subscription, no suppression, no mail sent lately).
+    held = emails - _new_readers(session, emails, now)
+    suppressed = _suppressed_among(session, held) if held else set()
+    readers = _subscription_states(session, held) if held else {}
+    budget = MailBudget.load(session, held, mail_windows, now)
     if missing := {(item.email, item.regimen) for item in signups} - readers.keys():
         readers |= _create_pending(session, missing, now)
     reopened: set[int] = set()
@@ -187,18 +189,21 @@ class _ReaderState(NamedTuple):
     status: SubscriberStatus
 
 
-def _suppressed_among(session: Session, emails: set[str], now: datetime) -> set[str]:
-    """Make sure each address has its reader row; return those never to be mailed."""
-    readers: dict[str, datetime | None] = dict(session.execute(
-        select(Reader.email, Reader.suppressed_at).where(among(session, Reader.email, emails))
-    ).all())
-    if missing := emails - readers.keys():
-        # Another process may insert one of these a moment before us: skipped, not failed.
-        # Sorted, so that two processes inserting the same addresses lock in the same order.
-        insert_rows(session, table_of(Reader), [
-            {"email": email, "created_at": now} for email in sorted(missing)],
-            skip_duplicates_of=("email",))
-    return {email for email, suppressed_at in readers.items() if suppressed_at is not None}
+def _new_readers(session: Session, emails: set[str], now: datetime) -> set[str]:
+    """Make sure each address has its reader row; return the addresses that had none."""
+    # One we held already, or that another process inserts a moment before us, is skipped,
+    # not failed. Sorted, so that two processes inserting the same addresses lock in the same
+    # order.
+    table = table_of(Reader)
+    return set(insert_rows(session, table, [
+        {"email": email, "created_at": now} for email in sorted(emails)],
+        returning=[table.c.email], skip_duplicates_of=("email",)).scalars())
+
+
+def _suppressed_among(session: Session, emails: set[str]) -> set[str]:
+    """Those of these addresses never to be mailed again."""
+    return set(session.scalars(select(Reader.email).where(
+        among(session, Reader.email, emails), Reader.suppressed_at.is_not(None))))
 
 
 def _subscription_states(session: Session,
