@@ -20,7 +20,7 @@ from service.core.models import Base
 from service.core.settings import Settings
 from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
-from tests.helpers import BASE_URL, REPORT, MailSink, free_port, settings_for
+from tests.helpers import BASE_URL, PROJECT_ROOT, REPORT, MailSink, free_port, settings_for
 
 POSTGRES_URL = os.environ.get("REGIMEN_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
@@ -111,3 +111,25 @@ async def client(runtime: Runtime, smtp: MailSink) -> AsyncIterator[httpx.AsyncC
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield http
+
+
+@pytest.fixture
+def author_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLI pointed at the test database, emptied."""
+    for key, value in {
+        "REGIMEN_DATABASE_URL": database_url,
+        "REGIMEN_DATA_DIR": str(tmp_path / "var"),
+        "REGIMEN_CONTENT_PATH": str(PROJECT_ROOT / "content"),
+        "REGIMEN_MAIL_URL": "console:",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    async def empty() -> None:
+        db = Database(database_url)
+        async with db.transaction() as session:
+            for table in reversed(Base.metadata.sorted_tables):
+                await session.execute(table.delete())
+        await db.dispose()
+
+    asyncio.run(empty())
+    return database_url

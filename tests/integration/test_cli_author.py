@@ -9,14 +9,12 @@ import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from service.cli import app
 from service.core.database import Database
 from service.core.models import (
-    Base,
     Consent,
     MailKind,
     OutboxMessage,
@@ -26,30 +24,8 @@ from service.core.models import (
 )
 from service.core.settings import load_settings
 from service.readers.import_export import EXPORT_COLUMNS
-from tests.helpers import PROJECT_ROOT, new_subscription
+from tests.helpers import new_subscription
 from tests.integration import test_admin
-
-
-@pytest.fixture
-def author_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The CLI pointed at the test database, emptied."""
-    for key, value in {
-        "REGIMEN_DATABASE_URL": database_url,
-        "REGIMEN_DATA_DIR": str(tmp_path / "var"),
-        "REGIMEN_CONTENT_PATH": str(PROJECT_ROOT / "content"),
-        "REGIMEN_MAIL_URL": "console:",
-    }.items():
-        monkeypatch.setenv(key, value)
-
-    async def empty() -> None:
-        db = Database(database_url)
-        async with db.transaction() as session:
-            for table in reversed(Base.metadata.sorted_tables):
-                await session.execute(table.delete())
-        await db.dispose()
-
-    asyncio.run(empty())
-    return database_url
 
 
 def run(coroutine_factory: object, url: str) -> object:

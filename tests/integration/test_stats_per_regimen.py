@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -21,7 +20,6 @@ from service.cli import app
 from service.core.content import load_content
 from service.core.database import Database
 from service.core.models import (
-    Base,
     EventKind,
     MailKind,
     OutboxMessage,
@@ -262,26 +260,6 @@ async def test_the_csv_per_regimen(settings: Settings, db: Database) -> None:
     assert answers[""].headers["content-disposition"] == 'attachment; filename="funnel-7d.csv"'
 
 
-@pytest.fixture
-def cli_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The CLI pointed at the test database, emptied; the shipped content."""
-    for key, value in {
-        "REGIMEN_DATABASE_URL": database_url,
-        "REGIMEN_DATA_DIR": str(tmp_path / "var"),
-        "REGIMEN_CONTENT_PATH": str(PROJECT_ROOT / "content"),
-        "REGIMEN_MAIL_URL": "console:",
-    }.items():
-        monkeypatch.setenv(key, value)
-
-    async def empty(db: Database) -> None:
-        async with db.transaction() as session:
-            for table in reversed(Base.metadata.sorted_tables):
-                await session.execute(table.delete())
-
-    on_database(empty, database_url)
-    return database_url
-
-
 def on_database(work: Callable[[Database], Awaitable[object]], url: str) -> None:
     async def main() -> None:
         db = Database(url)
@@ -293,8 +271,8 @@ def on_database(work: Callable[[Database], Awaitable[object]], url: str) -> None
     asyncio.run(main())
 
 
-def test_stats_for_one_regimen(cli_env: str) -> None:
-    on_database(seed_two, cli_env)
+def test_stats_for_one_regimen(author_env: str) -> None:
+    on_database(seed_two, author_env)
     runner = CliRunner()
 
     def printed(*options: str) -> list[str]:
