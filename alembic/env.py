@@ -47,9 +47,11 @@ def run(connection: Connection) -> None:
 
 async def run_online() -> None:
     engine = create_async_engine(database_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(run)
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()  # a migration that fails must not leave its connection open
 
 
 if context.is_offline_mode():

@@ -138,7 +138,9 @@ async def release(session: AsyncSession, message_id: int) -> None:
 
 
 async def queue_reminders(session: AsyncSession, now: datetime, after: timedelta) -> int:
-    """Queue the one reminder for readers who signed up `after` ago and never confirmed.
+    """Queue the one reminder for readers who signed up `after` ago and never confirmed: one
+    per address, however many regimens wait (its button confirms them all); every waiting
+    subscription of the address counts as reminded.
 
     The conditional UPDATE is the claim: of two workers looking at once, one reminds.
     """
@@ -146,7 +148,7 @@ async def queue_reminders(session: AsyncSession, now: datetime, after: timedelta
         select(Consent.subscriber_id).group_by(Consent.subscriber_id)
         .having(func.max(Consent.signed_up_at) <= now - after)
     )
-    reminded = await session.scalars(
+    reminded = await session.execute(
         update(Subscriber)
         .where(Subscriber.status == SubscriberStatus.PENDING,
                Subscriber.reminded_at.is_(None),
@@ -154,13 +156,17 @@ async def queue_reminders(session: AsyncSession, now: datetime, after: timedelta
                                Reader.suppressed_at.is_not(None)),
                Subscriber.id.in_(latest_signup))
         .values(reminded_at=now)
-        .returning(Subscriber.id)
+        .returning(Subscriber.id, Subscriber.email)
         .execution_options(synchronize_session=False)
     )
-    ids = list(reminded)
-    session.add_all(OutboxMessage(kind=MailKind.REMINDER, subscriber_id=id_) for id_ in ids)
+    # The newest subscription of each address carries the reminder.
+    newest: dict[str, int] = {}
+    for id_, email in reminded:
+        newest[email] = max(id_, newest.get(email, id_))
+    session.add_all(OutboxMessage(kind=MailKind.REMINDER, subscriber_id=id_)
+                    for id_ in newest.values())
     await session.flush()
-    return len(ids)
+    return len(newest)
 
 
 def retry_delay(attempts: int) -> timedelta:

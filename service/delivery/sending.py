@@ -51,8 +51,10 @@ async def attempt(message: OutboxMessage, reader: Subscriber | None, mailer: Mai
     if reader is None or (stale := _why_stale(message.kind, reader)):
         return Outcome(message, Result.CANCELLED, "reader erased" if reader is None else stale)
     if mailer.regimen_of(reader) is None:
-        return Outcome(message, Result.CANCELLED,
-                       f"regimen {reader.regimen!r} is no longer in the content")
+        # Retried, not dropped: a file being renamed or saved anew, or a worker that has not
+        # seen the new content yet, must lose nothing; after REGIMEN_RETRY_FOR it fails.
+        return Outcome(message, Result.RETRY,
+                       f"regimen {reader.regimen!r} is not in the content (now)")
     try:
         await transport.send(mailer.compose(message.kind, reader, message.key))
     except PermanentFailure as exc:

@@ -118,31 +118,26 @@ async def import_rows(db: Database, rows: Iterable[Row], now: datetime, per_hour
                       result: ImportResult, secret: str, regimen: str,
                       progress: Any = None) -> ImportResult:
     """Import in batches of BATCH rows, one transaction each, as subscriptions to `regimen`;
-    `progress.update(n)` after each. An address suppressed after a bounce or complaint counts
-    as held: it is never mailed again."""
+    `progress.update(n)` after each. An address already held, for any regimen or suppressed,
+    is left untouched."""
     if per_hour < 1:
         raise ValueError("per_hour must be at least 1")
     spacing = timedelta(hours=1) / per_hour
     for batch in _batches(rows):
         async with db.transaction() as session:
-            emails = [r.email for r in batch]
+            # Any address we hold is left alone, whatever its regimens: an old list is where
+            # the people who stopped everything, bounced or complained are found.
             held = set(await session.scalars(
-                select(Subscriber.email).where(Subscriber.email.in_(emails),
-                                               Subscriber.regimen == regimen)))
-            readers = {reader.email: reader for reader in await session.scalars(
-                select(Reader).where(Reader.email.in_(emails)))}
+                select(Reader.email).where(Reader.email.in_([r.email for r in batch]))))
             for row in batch:
-                known = readers.get(row.email)
-                if row.email in held or (known is not None and known.suppressed_at is not None):
+                if row.email in held:
                     result.already_held += 1
                     continue
                 if await privacy.was_erased(session, secret, row.email):
                     result.erased += 1
                     continue
-                if known is None:
-                    readers[row.email] = Reader(email=row.email, created_at=now)
-                    session.add(readers[row.email])
-                    await session.flush()
+                session.add(Reader(email=row.email, created_at=now))
+                await session.flush()
                 if row.consented_at is not None:
                     await _add_confirmed(session, row, regimen, row.consented_at)
                     result.confirmed += 1

@@ -7,7 +7,7 @@ sent here, only queued in the outbox within the same transaction.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -77,16 +77,24 @@ def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
     suppressed = _suppressed_among(session, held) if held else set()
     readers = _subscription_states(session, held) if held else {}
     budget = MailBudget.load(session, held, mail_windows, now)
-    if missing := {(item.email, item.regimen) for item in signups} - readers.keys():
-        readers |= _create_pending(session, missing, now)
+    fresh = {(item.email, item.regimen) for item in signups} - readers.keys()
+    if fresh:
+        readers |= _create_pending(session, fresh, now)
     reopened: set[int] = set()
     consents: list[dict[str, object]] = []
     mails: list[tuple[int, MailKind]] = []
     for item in signups:
         reader = readers[item.email, item.regimen]
-        if item.email in suppressed or not budget.spend(item.email):
-            # Bounced or complained (never mailed again), or mailed too often lately: nothing
-            # happens, and the caller's answer does not show it.
+        if item.email in suppressed:
+            continue  # bounced or complained: never mailed again, and the answer is the same
+        new = (item.email, item.regimen) in fresh
+        fresh.discard((item.email, item.regimen))
+        if not budget.spend(item.email):
+            # Mailed too often lately: no mail, and the answer does not show it. A regimen the
+            # address asks for the first time is still recorded as asked for, so the button of
+            # the confirmation mail already on its way can confirm it too (and says so).
+            if new:
+                consents.append(_consent(reader.id, item, now))
             continue
         if reader.status is SubscriberStatus.CONFIRMED:
             # Readers lose mails: a confirmed reader signing up again gets the regimen again.
@@ -94,11 +102,7 @@ def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
             continue
         if reader.status is SubscriberStatus.UNSUBSCRIBED:
             reopened.add(reader.id)
-        consents.append({
-            "subscriber_id": reader.id, "signed_up_at": now, "signup_ip": item.origin.ip,
-            "signup_user_agent": item.origin.user_agent, "source_url": item.source_url,
-            "consent_text_version": item.consent_version,
-        })
+        consents.append(_consent(reader.id, item, now))
         mails.append((reader.id, MailKind.CONFIRM))
     if reopened:
         session.execute(update(Subscriber).where(Subscriber.id.in_(reopened))
@@ -108,20 +112,30 @@ def subscribe(session: Session, signups: Sequence[Signup], now: datetime,
     queue_mails(session, mails)
 
 
+def _consent(subscriber_id: int, item: Signup, now: datetime) -> dict[str, object]:
+    return {"subscriber_id": subscriber_id, "signed_up_at": now, "signup_ip": item.origin.ip,
+            "signup_user_agent": item.origin.user_agent, "source_url": item.source_url,
+            "consent_text_version": item.consent_version}
+
+
 async def confirm(
     session: AsyncSession, claims: Claims, origin: RequestOrigin, now: datetime,
-) -> Subscriber:
-    """Record the reader's confirmation and queue the regimen mail; confirming twice does
-    nothing more than confirming once.
+    also: Collection[str] = (),
+) -> list[Subscriber]:
+    """Record the reader's confirmation and queue the regimen mail; return the subscriptions
+    confirmed (the link's first). Confirming twice does nothing more than confirming once.
 
-    The button confirms the address: every other regimen still waiting for it is confirmed
-    with it, each with its own consent record and regimen mail (the page says which)."""
+    `also`: the public ids of the address's other waiting subscriptions that the page showed
+    the reader (`still_waiting`); those still waiting are confirmed with it, each with its own
+    consent record and regimen mail. Nothing the reader was not shown is confirmed."""
     subscriber = await subscriber_for(session, claims)
     if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
         raise NoLongerPending()
-    for waiting in [subscriber, *await still_waiting(session, subscriber)]:
-        if waiting.status is not SubscriberStatus.PENDING:
-            continue
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        return [subscriber]
+    together = [subscriber, *(waiting for waiting in await still_waiting(session, subscriber)
+                              if waiting.public_id in also)]
+    for waiting in together:
         waiting.status = SubscriberStatus.CONFIRMED
         waiting.confirmed_at = now
         consent = await session.scalar(
@@ -133,15 +147,17 @@ async def confirm(
             consent.confirm_ip = origin.ip
             consent.confirm_user_agent = origin.user_agent
         await queue_mail(session, waiting, MailKind.REGIMEN)
-    return subscriber
+    return together
 
 
 async def still_waiting(session: AsyncSession, subscriber: Subscriber) -> list[Subscriber]:
-    """The address's other subscriptions that wait for the confirmation button."""
+    """The address's other subscriptions that wait for the confirmation button: pending, and
+    asked for (a consent record says who asked, from where, when)."""
     return list(await session.scalars(
         select(Subscriber).where(Subscriber.email == subscriber.email,
                                  Subscriber.id != subscriber.id,
-                                 Subscriber.status == SubscriberStatus.PENDING)
+                                 Subscriber.status == SubscriberStatus.PENDING,
+                                 Subscriber.id.in_(select(Consent.subscriber_id)))
         .order_by(Subscriber.id)))
 
 

@@ -78,6 +78,16 @@ class Unsubscribe(BaseModel):
 
 BUTTON = request_body(ButtonPress, FORM)
 
+
+class Confirmation(BaseModel):
+    """The confirmation page's button."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    also: str = Field("", description="Space-separated public ids of the address's other "
+                                      "waiting regimens that the page named; only those are "
+                                      "confirmed with the link's.")
+
 Others = Callable[[AsyncSession, Subscriber], Awaitable[list[Subscriber]]]
 
 
@@ -131,9 +141,11 @@ async def still_mailed(session: AsyncSession, subscriber: Subscriber) -> list[Su
         .order_by(Subscriber.id)))
 
 
-def offered_titles(runtime: Runtime, subscriptions: list[Subscriber]) -> list[str]:
+def still_offered(runtime: Runtime, subscriptions: list[Subscriber]
+                  ) -> list[tuple[Regimen, Subscriber]]:
+    """Those of `subscriptions` whose regimen is still offered, with it."""
     catalog = runtime.catalog
-    return [regimen.title for each in subscriptions
+    return [(regimen, each) for each in subscriptions
             if (regimen := catalog.get(each.regimen)) is not None]
 
 
@@ -153,34 +165,37 @@ async def confirm_page(request: Request, token: Token, runtime: RuntimeDep) -> R
                                 counted=EventKind.CONFIRM_PAGE_OPENED, offered_only=True,
                                 others=signup.still_waiting)
     assert holder.regimen is not None
+    shown = still_offered(runtime, holder.others)
+    # The button confirms exactly what the page names: the form says which, since a regimen
+    # asked for between this page and the press must not ride along unseen.
     return render(request, "confirm.html", holder.regimen, private=True,
-                  action=f"/confirm/{token}", also=offered_titles(runtime, holder.others))
+                  action=f"/confirm/{token}", also=[regimen.title for regimen, _ in shown],
+                  also_ids=" ".join(each.public_id for _, each in shown))
 
 
 @router.post(
     "/confirm/{token}", dependencies=[LINK_LIMIT],
     summary="Confirm: record consent and queue the regimen mail",
-    description="Confirms the link's regimen and every other regimen the address still waits "
-                "for, each with its consent and its regimen mail. Pressing it again changes "
-                "nothing.",
+    description="Confirms the link's regimen and those other regimens the address still waits "
+                "for that the page named (`also`), each with its consent and its regimen mail. "
+                "Pressing it again changes nothing.",
     responses={200: page("Confirmed; the page shows the link of each regimen confirmed."),
                **TOKEN_PAGE_ANSWERS,
                410: error("The link has expired (a page offering a new one), the reader has "
                           "unsubscribed since (the error page), or " + GONE + "."),
                413: TOO_LARGE},
-    openapi_extra=BUTTON,
+    openapi_extra=request_body(Confirmation, FORM),
 )
 async def confirm(request: Request, token: Token, runtime: RuntimeDep) -> Response:
     claims = read_token(runtime, Purpose.CONFIRM, token)
+    shown = (await form_fields(request, request.headers.get("content-type", "").lower())
+             ).get("also", "").split()
     async with runtime.db.transaction() as session:
         held = await signup.subscriber_for(session, claims)
-        regimen = offered(runtime.catalog, held.regimen)
-        # Asked first: confirming them takes them off that list.
-        waiting = await signup.still_waiting(session, held)
-        subscriber = await signup.confirm(session, claims, origin_of(request), utcnow())
-    confirmed = [(regimen, subscriber)] + [
-        (each_regimen, each) for each in waiting
-        if (each_regimen := runtime.catalog.get(each.regimen)) is not None]
+        offered(runtime.catalog, held.regimen)
+        confirmed = still_offered(runtime, await signup.confirm(session, claims, origin_of(request),
+                                                           utcnow(), also=set(shown)))
+    regimen = confirmed[0][0]
     # Marked as this page's links: no mail scanner sees this page, so their openings all count.
     links = [(each_regimen.title,
               f"{runtime.links.for_subscriber(Purpose.REGIMEN, each)}?{VIA_PAGE}")

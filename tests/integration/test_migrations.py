@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.core.migrations import alembic_config, migrate
 from service.core.models import Base
+from tests.helpers import DEFAULT_REGIMEN
 
 T = TypeVar("T")
 
@@ -87,7 +88,7 @@ async def test_milestones_are_filled_from_the_events_already_recorded(tmp_path: 
                 await connection.execute(text(
                     "INSERT INTO events (kind, subscriber_id, created_at)"
                     f" VALUES ('{kind}', 1, '2026-11-01 {at}.000000')"))
-        await _in_thread(migrate, url)
+        await _in_thread(migrate, url, DEFAULT_REGIMEN)
         async with engine.connect() as connection:
             row = (await connection.execute(text(
                 "SELECT confirm_page_opened_at, regimen_opened_at, first_click_at"

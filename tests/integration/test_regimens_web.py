@@ -283,11 +283,11 @@ async def test_the_same_answer_for_every_state_of_every_regimen(
 ) -> None:
     # One address confirmed for the default regimen, and unsubscribed from it on another.
     await client.post("/subscribe", data={"email": "known@example.org"})
-    await client.post(link(await mail_to(smtp, "known@example.org", 1), "/confirm/"))
+    await press_confirm(client, link(await mail_to(smtp, "known@example.org", 1), "/confirm/"))
     await mail_to(smtp, "known@example.org", 2)
     await client.post("/subscribe", data={"email": "left@example.org",
                                           "regimen": OTHER_REGIMEN})
-    await client.post(link(await mail_to(smtp, "left@example.org", 1), "/confirm/"))
+    await press_confirm(client, link(await mail_to(smtp, "left@example.org", 1), "/confirm/"))
     regimen_mail = await mail_to(smtp, "left@example.org", 2)
     await client.post(path_of(regimen_mail["List-Unsubscribe"].strip("<>")))
     assert await subscriptions(db, "left@example.org") == {
@@ -302,6 +302,13 @@ async def test_the_same_answer_for_every_state_of_every_regimen(
             for e, r in asked}
     assert len(form) == 1
     assert len(json) == 1
+
+
+async def press_confirm(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    """Press the confirmation page's button as a browser does: with the form's fields."""
+    page = await client.get(path)
+    shown = re.search(r'name="also" value="([^"]*)"', page.text)
+    return await client.post(path, data={"also": shown[1]} if shown else {})
 
 
 # Confirming.
@@ -327,7 +334,7 @@ async def test_one_button_confirms_every_regimen_the_address_waits_for(
     assert await subscriptions(db, email) == {DEFAULT_REGIMEN: SubscriberStatus.PENDING,
                                               OTHER_REGIMEN: SubscriberStatus.PENDING}
 
-    confirmed = await client.post(first)
+    confirmed = await press_confirm(client, first)
     assert confirmed.status_code == 200
     assert await subscriptions(db, email) == {DEFAULT_REGIMEN: SubscriberStatus.CONFIRMED,
                                               OTHER_REGIMEN: SubscriberStatus.CONFIRMED}
@@ -373,7 +380,7 @@ async def confirmed_for_both(client: httpx.AsyncClient, smtp: MailSink,
     # Both confirmation mails out first: one still queued when its regimen is confirmed is
     # dropped by the worker (stale), and the count below would not be reached.
     await mail_to(smtp, email, 2)
-    await client.post(link(await mail_to(smtp, email, 1), "/confirm/"))
+    await press_confirm(client, link(await mail_to(smtp, email, 1), "/confirm/"))
     mails = [await mail_to(smtp, email, count) for count in (3, 4)]
     links = [path_of(mail["List-Unsubscribe"].strip("<>")) for mail in mails]
     # Each regimen mail is about its own regimen: tell them apart by their subjects.
@@ -432,7 +439,7 @@ async def test_a_reader_with_one_regimen_sees_one_button(
     client: httpx.AsyncClient, smtp: MailSink,
 ) -> None:
     await client.post("/subscribe", data={"email": "one@example.org"})
-    await client.post(link(await mail_to(smtp, "one@example.org", 1), "/confirm/"))
+    await press_confirm(client, link(await mail_to(smtp, "one@example.org", 1), "/confirm/"))
     page = await client.get(link(await mail_to(smtp, "one@example.org", 2), "/unsubscribe/"))
     assert page.status_code == 200
     assert page.text.count("<button") == 1
@@ -458,7 +465,7 @@ async def test_the_regimen_page_and_its_links_are_the_subscriptions_own(
 ) -> None:
     await client.post("/subscribe", data={"email": "neck@example.org",
                                           "regimen": OTHER_REGIMEN})
-    await client.post(link(await mail_to(smtp, "neck@example.org", 1), "/confirm/"))
+    await press_confirm(client, link(await mail_to(smtp, "neck@example.org", 1), "/confirm/"))
     page_path = link(await mail_to(smtp, "neck@example.org", 2), "/r/")
     page = await client.get(page_path)
     other, default = runtime.catalog.get(OTHER_REGIMEN), runtime.catalog.default
@@ -494,7 +501,7 @@ async def test_a_removed_regimen_says_so_and_can_still_be_left(
     client, folder, runtime = editable
     await client.post("/subscribe", data={"email": "neck@example.org",
                                           "regimen": OTHER_REGIMEN})
-    await client.post(link(await mail_to(smtp, "neck@example.org", 1), "/confirm/"))
+    await press_confirm(client, link(await mail_to(smtp, "neck@example.org", 1), "/confirm/"))
     regimen_mail = await mail_to(smtp, "neck@example.org", 2)
     await client.post("/subscribe", data={"email": "late@example.org",
                                           "regimen": OTHER_REGIMEN})

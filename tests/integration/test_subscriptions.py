@@ -19,6 +19,7 @@ from service.core.models import (
     SubscriberStatus,
     utcnow,
 )
+from service.core.outbox import queue_reminders
 from service.readers import signup
 from service.readers.signup import RequestOrigin, SuppressionReason
 from service.readers.tokens import Claims
@@ -63,19 +64,44 @@ async def test_the_mail_budget_counts_every_mail_to_the_address(db: Database) ->
     await subscribe(db, "limited@example.org", DEFAULT_REGIMEN, windows=once)
     await subscribe(db, "limited@example.org", SECOND, windows=once)
     _, subscriptions, mails = await state(db)
-    # The second regimen's subscription is kept (the same answer for everyone), its mail is not.
+    # The second regimen's mail is withheld; it is recorded as asked for, so the button of the
+    # confirmation already sent can name and confirm it too.
     assert set(subscriptions) == {DEFAULT_REGIMEN, SECOND}
     assert mails == [(DEFAULT_REGIMEN, MailKind.CONFIRM)]
+    async with db.transaction() as session:
+        waiting = await signup.still_waiting(session, subscriptions[DEFAULT_REGIMEN])
+    assert [w.regimen for w in waiting] == [SECOND]
 
 
-async def test_one_button_confirms_everything_waiting(db: Database) -> None:
+async def test_one_reminder_an_address_however_many_regimens_wait(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.run_sync(signup.subscribe,
+                               [a_signup("slow@example.org", READER, regimen=r)
+                                for r in (DEFAULT_REGIMEN, SECOND)],
+                               utcnow() - timedelta(days=2))
+        assert await queue_reminders(session, utcnow(), timedelta(days=1)) == 1
+        assert await queue_reminders(session, utcnow(), timedelta(days=1)) == 0
+    _, subscriptions, mails = await state(db)
+    assert [kind for _, kind in mails].count(MailKind.REMINDER) == 1
+    assert all(s.reminded_at is not None for s in subscriptions.values())
+
+
+async def test_one_button_confirms_everything_waiting_that_the_page_named(db: Database) -> None:
     await subscribe(db, "both@example.org", DEFAULT_REGIMEN, SECOND)
     _, subscriptions, _ = await state(db)
-    first = subscriptions[DEFAULT_REGIMEN]
+    first, second = subscriptions[DEFAULT_REGIMEN], subscriptions[SECOND]
     async with db.transaction() as session:
-        await signup.confirm(session, Claims(first.public_id, first.token_version), READER,
-                             utcnow())
+        assert [w.public_id for w in await signup.still_waiting(session, first)] == \
+            [second.public_id]
+    # Asked for after the page was shown: not named there, so not confirmed with it.
+    await subscribe(db, "both@example.org", "a-third-one")
+    async with db.transaction() as session:
+        confirmed = await signup.confirm(session, Claims(first.public_id, first.token_version),
+                                         READER, utcnow(), also={second.public_id})
+    assert [each.regimen for each in confirmed] == [DEFAULT_REGIMEN, SECOND]
     _, subscriptions, mails = await state(db)
+    assert subscriptions["a-third-one"].status is SubscriberStatus.PENDING
+    del subscriptions["a-third-one"]
     assert {s.status for s in subscriptions.values()} == {SubscriberStatus.CONFIRMED}
     assert sorted(mail for mail in mails if mail[1] is MailKind.REGIMEN) == sorted(
         [(DEFAULT_REGIMEN, MailKind.REGIMEN), (SECOND, MailKind.REGIMEN)])

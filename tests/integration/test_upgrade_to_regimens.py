@@ -132,3 +132,20 @@ async def test_links_mailed_before_the_upgrade_still_work(
     assert after["pub-confirmed"].status is SubscriberStatus.UNSUBSCRIBED
     assert "pub-bounced" not in after
     assert left == {"confirmed@example.org", "pending@example.org"}
+
+
+async def test_the_upgrade_will_not_guess_which_regimen_the_readers_had(
+    old_database: str,
+) -> None:
+    await _fill_as_before(old_database)
+    # Without `regimen migrate`'s key, a guess could send every mailed link to a regimen
+    # that does not exist: refused, and nothing changed.
+    with pytest.raises(RuntimeError, match="needs the content's default regimen"):
+        await asyncio.to_thread(migrate, old_database)
+    engine = create_async_engine(old_database)
+    try:
+        async with engine.connect() as connection:
+            revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+    finally:
+        await engine.dispose()
+    assert revision == BEFORE
