@@ -20,12 +20,14 @@ from typing import Any
 import httpx
 import yaml
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import func, select
 
-from service.core.models import Reader, Subscriber
+from service.core.database import Database
+from service.core.models import Base, Reader, Subscriber
 from service.core.settings import Settings, load_settings
 from service.readers.signup import RequestOrigin, Signup
 from service.readers.tokens import Claims, Purpose
-from service.runtime import build_runtime
+from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
 
 # The repository: the shipped content, README, compose file.
@@ -99,6 +101,22 @@ def token_signed_at(secret_key: str, purpose: Purpose, claims: Claims, when: dat
     serializer = URLSafeTimedSerializer(secret_key, salt=f"regimen.{purpose.value}",
                                         signer=Backdated)
     return str(serializer.dumps([claims.public_id, claims.version]))
+
+
+@asynccontextmanager
+async def served(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its in-process worker running, as `regimen serve` runs it, and a client for
+    it; the app's lifespan closes the runtime at the end."""
+    app = create_app(runtime)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            yield http
+
+
+async def count_rows(db: Database, model: type[Base]) -> int:
+    async with db.transaction() as session:
+        return await session.scalar(select(func.count()).select_from(model)) or 0
 
 
 @asynccontextmanager

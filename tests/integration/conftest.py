@@ -19,8 +19,7 @@ from service.core.migrations import migrate
 from service.core.models import Base
 from service.core.settings import Settings
 from service.runtime import Runtime, build_runtime
-from service.web.app import create_app
-from tests.helpers import BASE_URL, PROJECT_ROOT, REPORT, MailSink, free_port, settings_for
+from tests.helpers import PROJECT_ROOT, REPORT, MailSink, free_port, served, settings_for
 
 POSTGRES_URL = os.environ.get("REGIMEN_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
@@ -106,11 +105,8 @@ async def runtime(settings: Settings, db: Database) -> AsyncIterator[Runtime]:
 async def client(runtime: Runtime, smtp: MailSink) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its in-process worker running, as `regimen serve` runs it, mailing to
     the SMTP sink (which outlives it, so the worker never finds the server gone)."""
-    app = create_app(runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-            yield http
+    async with served(runtime) as http:
+        yield http
 
 
 @pytest.fixture

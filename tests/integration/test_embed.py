@@ -10,13 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service.core.database import Database
-from service.core.models import OutboxMessage, Subscriber
+from service.core.models import Subscriber
 from service.core.settings import Settings
 from service.runtime import build_runtime
-from service.web.app import create_app
 from service.web.embed import EMBED_JS, snippet
 from service.web.texts import TEXTS
 from tests.helpers import (
@@ -25,6 +24,8 @@ from tests.helpers import (
     OTHER_REGIMEN,
     MailSink,
     app_client,
+    count_rows,
+    served,
     shipped_single_file,
 )
 
@@ -36,17 +37,9 @@ POST = f"{BLOG}/2014/01/sacro-iliac-joint-pain.html"
 async def blog_client(settings: Settings, db: Database, smtp: MailSink,
                       ) -> AsyncIterator[httpx.AsyncClient]:
     """The app as an author runs it once REGIMEN_ALLOWED_ORIGINS names their blog."""
-    runtime = build_runtime(settings.model_copy(update={"allowed_origins": [BLOG]}))
-    app = create_app(runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-            yield http
-
-
-async def rows(db: Database, model: type[Subscriber] | type[OutboxMessage]) -> int:
-    async with db.transaction() as session:
-        return await session.scalar(select(func.count()).select_from(model)) or 0
+    async with served(build_runtime(settings.model_copy(update={"allowed_origins": [BLOG]}))
+                      ) as http:
+        yield http
 
 
 async def test_a_form_post_from_the_blog_returns_to_the_post(
@@ -123,7 +116,7 @@ async def test_json_from_another_site_is_not_readable(
     })
     assert preflight.status_code == 400
     assert "access-control-allow-origin" not in preflight.headers
-    assert await rows(db, Subscriber) == 0
+    assert await count_rows(db, Subscriber) == 0
 
 
 async def test_embed_js_is_small_and_served_as_a_script(client: httpx.AsyncClient) -> None:

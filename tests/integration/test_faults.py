@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,8 +25,7 @@ from service.core.settings import Settings
 from service.delivery.worker import Pace, Worker
 from service.readers import signup
 from service.runtime import Runtime, build_runtime
-from service.web.app import create_app
-from tests.helpers import BASE_URL, MailSink, a_signup, settings_for
+from tests.helpers import MailSink, a_signup, served, settings_for
 from tests.integration.test_outbox import READER, sign_up
 from tests.integration.throwaway import fill, postgres_cluster, small_disk
 
@@ -164,17 +161,6 @@ async def test_a_checkpoint_on_a_full_disk_is_logged_once(
     assert failures[0].levelno == logging.WARNING
 
 
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its in-process worker, as `regimen serve` runs it."""
-    async with build_runtime(settings) as runtime:
-        app = create_app(runtime)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-                yield http
-
-
 async def _ready(http: httpx.AsyncClient) -> bool:
     return (await http.get("/readyz")).status_code == 200
 
@@ -186,7 +172,7 @@ async def test_a_full_disk_is_a_503_and_not_ready_until_there_is_room(
         url = f"sqlite+aiosqlite:///{disk / 'regimen.db'}"
         await asyncio.to_thread(migrate, url)
         settings = settings_for(tmp_path, url, smtp_port)
-        async with serving(settings) as http:
+        async with build_runtime(settings) as runtime, served(runtime) as http:
             await _eventually(lambda: _ready(http))
             fill(disk)
             failed = [await http.post("/subscribe", json={"email": f"r{n}@example.org"})
@@ -218,7 +204,7 @@ async def test_a_database_outage_is_a_503_and_everything_comes_back(
     with postgres_cluster() as cluster:
         await asyncio.to_thread(migrate, cluster.url)
         settings = settings_for(tmp_path, cluster.url, smtp_port)
-        async with serving(settings) as http:
+        async with build_runtime(settings) as runtime, served(runtime) as http:
             await _eventually(lambda: _ready(http))
             await asyncio.to_thread(cluster.stop, "immediate")
             refused = await http.post("/subscribe", json={"email": "during@example.org"})

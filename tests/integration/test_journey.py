@@ -21,13 +21,12 @@ from service.core.models import (
 from service.core.settings import Settings
 from service.readers.tokens import Purpose
 from service.runtime import Runtime, build_runtime
-from service.web.app import create_app
 from tests.helpers import (
-    BASE_URL,
     DEFAULT_REGIMEN,
     MailSink,
     links_in,
     path_of,
+    served,
     shipped_content_in,
 )
 
@@ -237,9 +236,7 @@ async def test_an_edited_regimen_is_served_and_mailed_without_a_restart(
     shipped = content.read_text()
     async with build_runtime(settings.model_copy(update={"content_path": folder})) as runtime:
         runtime.content.check_every = 0  # look at every request, instead of once a second
-        app = create_app(runtime)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client:
+        async with served(runtime) as client:
             content.write_text(shipped.replace("The gentle back exercise",
                                                "The gentle back exercise, edited"))
             assert (await client.post("/subscribe", data={"email": "edit@example.org"})

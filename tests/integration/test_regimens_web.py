@@ -29,8 +29,10 @@ from tests.helpers import (
     OTHER_REGIMEN,
     MailSink,
     app_client,
+    count_rows,
     links_in,
     path_of,
+    served,
     shipped_content_in,
     shipped_single_file,
 )
@@ -74,11 +76,6 @@ async def held_by(runtime: Runtime, purpose: Purpose, path: str) -> str:
                                        .where(Subscriber.public_id == claims.public_id))
     assert regimen is not None
     return regimen
-
-
-async def rows(db: Database, model: type[Subscriber] | type[OutboxMessage]) -> int:
-    async with db.transaction() as session:
-        return await session.scalar(select(func.count()).select_from(model)) or 0
 
 
 # The hosted pages.
@@ -231,7 +228,7 @@ async def test_a_regimen_not_offered_is_refused_alike_by_form_and_json(
                                                    "regimen": regimen})
     assert answer.status_code == 422
     assert answer.json() == {"errors": {"regimen": TEXTS.listing.unknown}}
-    assert await rows(db, Subscriber) == 0
+    assert await count_rows(db, Subscriber) == 0
 
 
 async def test_a_regimen_that_is_not_text_is_refused(client: httpx.AsyncClient) -> None:
@@ -258,7 +255,7 @@ async def test_a_one_regimen_site_answers_an_unknown_regimen_with_its_form(
     assert hidden_regimen(page.text) == ["back-pain"]
     assert 'value="reader@example.org"' in page.text
     assert 'name="started" value="first-showing"' in page.text
-    assert await rows(db, Subscriber) == 0
+    assert await count_rows(db, Subscriber) == 0
 
 
 async def test_a_refused_address_shows_the_regimens_own_form_again(
@@ -489,9 +486,7 @@ async def editable(settings: Settings, db: Database, smtp: MailSink,
     folder = shipped_content_in(tmp_path)
     async with build_runtime(settings.model_copy(update={"content_path": folder})) as runtime:
         runtime.content.check_every = 0
-        app = create_app(runtime)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
+        async with served(runtime) as http:
             yield http, folder, runtime
 
 
