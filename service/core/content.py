@@ -37,6 +37,11 @@ KEY_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 KEY_MAX_LENGTH = 80
 Slug = Annotated[str, Field(pattern=KEY_PATTERN, max_length=KEY_MAX_LENGTH)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+ProgramKey = Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX_LENGTH)]
+
+# The regimen page's first step, before any exercise, as the post asks: read it all through
+# once. Marked done like an exercise, so no exercise may take its name.
+READ_THROUGH = "read-it-through"
 
 # The folder's layout.
 SITE_FILE = "site.yaml"
@@ -125,10 +130,30 @@ class Exercise(_Strict):
         return self.video_url is not None
 
 
+class NextStep(_Strict):
+    """What the reader is offered once they have done every exercise of a unit: a program
+    (by its key under `programs:`, linked to its purchase page) or any page (`url`, e.g. a
+    consultation)."""
+
+    title: Text
+    note: str = ""
+    url: Url | None = None
+    program: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_destination(self) -> Self:
+        if (self.url is None) == (self.program is None):
+            raise ValueError("give exactly one of url (any page) or program (the key of a "
+                             "program under programs:)")
+        return self
+
+
 class Unit(_Strict):
     title: Text
     note: str = ""
     exercises: list[Exercise] = Field(min_length=1)
+    # Shown on the regimen page once the reader has marked every exercise of the unit done.
+    next_steps: list[NextStep] = Field(default_factory=list)
 
 
 class _Site(_Strict):
@@ -177,7 +202,8 @@ class _Body(_Strict):
     intro: Text
     # A place to keep every URL together; exercises refer to them with YAML aliases.
     links: dict[str, Url] = Field(default_factory=dict)
-    programs: dict[str, Program] = Field(default_factory=dict)
+    # A program's key names it in links and statistics (stored with each click on it).
+    programs: dict[ProgramKey, Program] = Field(default_factory=dict)
     units: list[Unit] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -190,10 +216,18 @@ class _Body(_Strict):
                 if exercise.slug in seen:
                     problems.append(((*where, "slug"),
                                      f"exercise slug {exercise.slug!r} is used twice"))
+                elif exercise.slug == READ_THROUGH:
+                    problems.append(((*where, "slug"),
+                                     f"{READ_THROUGH!r} names the page's first step (reading "
+                                     "the regimen through); give the exercise another slug"))
                 seen.add(exercise.slug)
                 if exercise.program is not None and exercise.program not in self.programs:
                     problems.append(((*where, "program"),
                                      f"program {exercise.program!r} is not under programs:"))
+            for n, step in enumerate(unit.next_steps):
+                if step.program is not None and step.program not in self.programs:
+                    problems.append((("units", u, "next_steps", n, "program"),
+                                     f"program {step.program!r} is not under programs:"))
         if problems:
             raise _Misplaced(problems)
         return self
@@ -219,16 +253,23 @@ class Regimen(_OneFile):
         assert exercise.program is not None
         return self.programs[exercise.program].url
 
+    def next_step_destination(self, step: NextStep) -> str:
+        """Where a unit's next step leads: its page, or its program's purchase page."""
+        if step.url is not None:
+            return step.url
+        assert step.program is not None
+        return self.programs[step.program].url
+
     def example_urls(self) -> list[str]:
-        urls = [self.site_url, *(program.url for program in self.programs.values())]
-        urls += [self.destination(exercise) for exercise in self.exercises()]
-        return sorted({url for url in urls if is_example(url)})
+        return sorted({url for url in [self.site_url, *self.own_urls()] if is_example(url)})
 
     def own_urls(self) -> list[str]:
-        """Every address the regimen's own file holds (not the site's): `links:`, programs and
-        exercises, each once."""
+        """Every address the regimen's own file holds (not the site's): `links:`, programs,
+        exercises and next steps, each once."""
         urls = {*self.links.values(), *(program.url for program in self.programs.values())}
         urls |= {self.destination(exercise) for exercise in self.exercises()}
+        urls |= {self.next_step_destination(step) for unit in self.units
+                 for step in unit.next_steps}
         return sorted(urls)
 
 

@@ -1,5 +1,6 @@
 """Counting what readers do, for the author's funnel: signed up, opened the confirm page,
-confirmed, opened the regimen, followed an exercise's link. Counts only; nothing here changes a
+confirmed, opened the regimen, followed an exercise's link (or a program's, from a unit's next
+steps). Counts only; nothing here changes a
 reader's state, so recording on a GET is harmless.
 
 Besides the Event row, the reader's first time at each step is kept on the row of their
@@ -61,8 +62,9 @@ async def record(session: AsyncSession, kind: EventKind, subscriber: Subscriber,
     """`from_mail`: whether the link opened was a mail's, which a scanner may have opened."""
     at = now or utcnow()
     session.add(Event(kind=kind, subscriber_id=subscriber.id, exercise=exercise, created_at=at))
-    column = MILESTONES[kind]
-    if not (from_mail and await looks_like_scanner(session, kind, subscriber.id, at,
+    column = MILESTONES.get(kind)
+    if column is not None and not (
+            from_mail and await looks_like_scanner(session, kind, subscriber.id, at,
                                                    scanner_window)):
         result = await session.execute(
             update(Subscriber).where(Subscriber.id == subscriber.id, column.is_(None))

@@ -20,6 +20,7 @@ from service.core.models import (
     ErasedAddress,
     Event,
     OutboxMessage,
+    Progress,
     Reader,
     Subscriber,
     SubscriberStatus,
@@ -54,6 +55,9 @@ async def _subscription(session: AsyncSession, reader: Subscriber) -> dict[str, 
         .order_by(OutboxMessage.id))
     events = await session.scalars(
         select(Event).where(Event.subscriber_id == reader.id).order_by(Event.id))
+    progress = await session.scalars(
+        select(Progress).where(Progress.subscriber_id == reader.id)
+        .order_by(Progress.done_at, Progress.step))
     return {
         "regimen": reader.regimen,
         "status": reader.status.value,
@@ -73,6 +77,8 @@ async def _subscription(session: AsyncSession, reader: Subscriber) -> dict[str, 
                   for m in mails],
         "events": [{"kind": e.kind.value, "exercise": e.exercise, "at": _when(e.created_at)}
                    for e in events],
+        # The steps marked done on the regimen page.
+        "progress": [{"step": p.step, "done_at": _when(p.done_at)} for p in progress],
     }
 
 
@@ -82,8 +88,8 @@ async def erase(session: AsyncSession, email: str, secret: str, now: datetime) -
     digest = address_hash(secret, email)
     if await session.get(ErasedAddress, digest) is None:
         session.add(ErasedAddress(address_hash=digest, erased_at=now))
-    # Subscriptions go with the reader, and consents, queued mail and events with them
-    # (ON DELETE CASCADE all the way).
+    # Subscriptions go with the reader, and consents, queued mail, events and progress with
+    # them (ON DELETE CASCADE all the way).
     await session.execute(delete(Reader).where(Reader.email == email))
     await session.flush()
 

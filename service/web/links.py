@@ -1,5 +1,5 @@
-"""The pages behind the links in a reader's mails: confirm, the regimen and its exercise links,
-unsubscribe, erase. GET never changes anything: mail scanners open every link in a mail, so
+"""The pages behind the links in a reader's mails: confirm, unsubscribe, erase (the regimen page
+is service.web.regimen). GET never changes anything: mail scanners open every link in a mail, so
 only a button press (a POST) confirms, unsubscribes or erases.
 
 Each link names one subscription (an address's to one regimen), and its pages are about that
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal, NamedTuple
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import select
@@ -22,11 +22,11 @@ from starlette.exceptions import HTTPException
 from service.core.content import Regimen
 from service.core.models import EventKind, Subscriber, SubscriberStatus, utcnow
 from service.funnel import events
-from service.readers import privacy, signup
+from service.readers import privacy, progress, signup
 from service.readers.tokens import Claims, Purpose
 from service.runtime import Runtime
 from service.web.dependencies import RuntimeDep, form_fields, origin_of, per_ip
-from service.web.pages import PRIVATE_HEADERS, RegimenGone, offered, render
+from service.web.pages import RegimenGone, offered, render
 from service.web.schemas import (
     BAD_LINK,
     CRASHED,
@@ -39,7 +39,6 @@ from service.web.schemas import (
     error,
     page,
     request_body,
-    see_other,
 )
 
 router = APIRouter(default_response_class=Response, responses=CRASHED)
@@ -51,8 +50,6 @@ VIA_PAGE = "via=page"
 Token = Annotated[str, Path(description="The signed token from the reader's link (confirm, "
                                         "regimen, unsubscribe or erase: each route accepts only "
                                         "its own).")]
-Slug = Annotated[str, Path(description="An exercise of the regimen, as named in the content "
-                                       "file.")]
 
 TOKEN_PAGE_ANSWERS: Answers = {400: BAD_LINK, 404: UNKNOWN_LINK, 429: TOO_MANY}
 GONE = "the author no longer offers the link's regimen (a page saying so)"
@@ -97,6 +94,8 @@ class Holder(NamedTuple):
     regimen: Regimen | None
     # The address's other subscriptions a page mentions (see token_holder's `others`).
     others: list[Subscriber]
+    # The steps of the regimen the reader marked done, when the page asked (`with_progress`).
+    done: frozenset[str] = frozenset()
 
 
 def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
@@ -106,13 +105,16 @@ def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
 
 async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
                        counted: EventKind | None = None, exercise: str | None = None,
-                       from_mail: bool = True, *, offered_only: bool = False,
-                       others: Others | None = None) -> Holder:
+                       from_mail: bool = True, *, program: str | None = None,
+                       offered_only: bool = False,
+                       others: Others | None = None, with_progress: bool = False) -> Holder:
     """The subscription a link belongs to, for pages that only show something; the opening
     is counted for the author's funnel when `counted` says as what (service.funnel.events).
     `offered_only`: the page needs the regimen (RegimenGone, before anything is counted, once
-    the author removed it); with `exercise`, one of that regimen's (else 404). `others` finds
-    the address's other subscriptions the page mentions."""
+    the author removed it); with `exercise` or `program`, one of that regimen's (else 404), which
+    the counted event names. `others` finds
+    the address's other subscriptions the page mentions; `with_progress` reads the steps the
+    reader marked done."""
     claims = read_token(runtime, purpose, token)
     async with runtime.db.transaction() as session:
         subscriber = await signup.subscriber_for(session, claims)
@@ -124,12 +126,16 @@ async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
         if exercise is not None and (
                 regimen is None or all(e.slug != exercise for e in regimen.exercises())):
             raise HTTPException(404)
+        if program is not None and (regimen is None or program not in regimen.programs):
+            raise HTTPException(404)
         if counted is not None:
-            await events.record(session, counted, subscriber, exercise,
+            await events.record(session, counted, subscriber, exercise or program,
                                 scanner_window=runtime.settings.scanner_window,
                                 from_mail=from_mail)
         return Holder(subscriber, regimen,
-                      await others(session, subscriber) if others is not None else [])
+                      await others(session, subscriber) if others is not None else [],
+                      await progress.done_steps(session, subscriber) if with_progress
+                      else frozenset())
 
 
 async def still_mailed(session: AsyncSession, subscriber: Subscriber) -> list[Subscriber]:
@@ -218,45 +224,6 @@ async def resend_confirmation(request: Request, token: Token, runtime: RuntimeDe
         offered(runtime.catalog, (await signup.subscriber_for(session, claims)).regimen)
         await signup.resend(session, claims, utcnow(), runtime.mail_windows)
     return render(request, "check_inbox.html", runtime.regimen, private=True)
-
-
-@router.get("/r/{token}", dependencies=[LINK_LIMIT], summary="The reader's regimen page",
-            responses={200: page("The link's regimen: its units in order, each exercise with "
-                                 "its link."),
-                       **TOKEN_PAGE_ANSWERS, 410: GONE_PAGE})
-async def regimen_page(request: Request, token: Token, runtime: RuntimeDep) -> Response:
-    holder = await token_holder(runtime, Purpose.REGIMEN, token,
-                                counted=EventKind.REGIMEN_OPENED,
-                                from_mail=request.url.query != VIA_PAGE, offered_only=True)
-    assert holder.regimen is not None
-    return render(request, "regimen.html", holder.regimen, private=True,
-                  go_base=f"/r/{token}/go/",
-                  unsubscribe_url=runtime.links.for_subscriber(Purpose.UNSUBSCRIBE,
-                                                               holder.subscriber))
-
-
-@router.get(
-    "/r/{token}/go/{slug}", dependencies=[LINK_LIMIT],
-    summary="Follow an exercise's link (counted)",
-    description="Counts the click, then sends the reader on to the exercise's video or "
-                "purchase page: only to an address from the content file, so this is no open "
-                "redirect.",
-    status_code=303,
-    responses={303: see_other("On to the exercise's video or purchase page, an address from "
-                              "the content file."),
-               **TOKEN_PAGE_ANSWERS,
-               404: error("No such exercise in the link's regimen, or nobody holds this link "
-                          "any more."),
-               410: GONE_PAGE},
-)
-async def exercise_link(token: Token, slug: Slug, runtime: RuntimeDep) -> Response:
-    holder = await token_holder(runtime, Purpose.REGIMEN, token,
-                                counted=EventKind.EXERCISE_CLICKED, exercise=slug,
-                                offered_only=True)
-    assert holder.regimen is not None
-    exercise = next(e for e in holder.regimen.exercises() if e.slug == slug)
-    return RedirectResponse(holder.regimen.destination(exercise), status_code=303,
-                            headers=PRIVATE_HEADERS)
 
 
 # HEAD too, answered like GET and changing nothing as GET does: mail scanners and mailbox

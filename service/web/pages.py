@@ -9,12 +9,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from service.core.content import Catalog, Regimen
+from service.core.content import READ_THROUGH, Catalog, Regimen
 from service.web.texts import TEXTS, titles
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals["t"] = TEXTS
 templates.env.filters["titles"] = titles
+templates.env.globals["READ_THROUGH"] = READ_THROUGH
 
 # Pages reached through a reader's personal link: never indexed, cached, or leaked as Referer.
 PRIVATE_HEADERS = {
@@ -35,6 +36,12 @@ def offered(catalog: Catalog, key: str) -> Regimen:
     if regimen is None:
         raise RegimenGone(key)
     return regimen
+
+
+def fragment(name: str, **context: Any) -> str:
+    """A part of a page (a template named with a leading underscore) as HTML, for a page's
+    script to put in place."""
+    return templates.get_template(name).render(context)
 
 
 def render(request: Request, name: str, regimen: Regimen, *, status_code: int = 200,

@@ -81,11 +81,25 @@ class ConfirmedText:
 
 @dataclass(frozen=True)
 class RegimenText:
-    advice_heading: str = "How to use this regimen"
-    advice: tuple[str, ...] = (
-        "Read the whole regimen through once, without trying to remember it.",
-        "Then start with Unit 1, with its first exercise, and go on in order.",
-    )
+    # The page's first step, before Unit 1, as the post asks.
+    read_through: str = "Read the whole regimen through, once"
+    read_through_note: str = ("Without trying to remember it. Then start with Unit 1, with its "
+                              "first exercise, and go on in order.")
+    # The progress box at the top, and each step's button.
+    progress_heading: str = "Your progress"
+    start_with: str = "Start with:"
+    continue_with: str = "Continue with:"
+    all_done: str = "You have marked every exercise done. Well done!"
+    unit_count: str = "{done} of {total} done"
+    next_steps: str = "You have done all of {unit}. What next?"
+    kept: str = ("Your progress is kept with your personal link, not in this browser: open the "
+                 "link on any device to see it.")
+    mark_done: str = "Mark as done"
+    marked_done: str = "Done ✓ (undo)"
+    # Said to screen readers when the page's script has marked a step without a reload.
+    status: str = "{title}: {state}. {next}"
+    state_done: str = "marked done"
+    state_not_done: str = "no longer marked done"
     start_here_free: str = "Start here — free"
     start_here: str = "Start here"
     watch: str = "Watch the free video"

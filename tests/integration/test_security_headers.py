@@ -30,6 +30,9 @@ async def reader_pages(client: httpx.AsyncClient, smtp: MailSink) -> dict[str, h
     unsubscribe = path_of(regimen_mail["List-Unsubscribe"].strip("<>"))
     pages["regimen"] = await client.get(regimen)
     pages["exercise link"] = await client.get(regimen + "/go/gentle-back-exercise")
+    pages["marked done"] = await client.post(regimen + "/done/gentle-back-exercise")
+    pages["marked done by script"] = await client.post(
+        regimen + "/done/gentle-back-exercise", headers={"accept": "application/json"})
     pages["unsubscribe"] = await client.get(unsubscribe)
     pages["unsubscribed"] = await client.post(unsubscribe)
     pages["invalid link"] = await client.get("/r/not-a-token")
@@ -38,10 +41,12 @@ async def reader_pages(client: httpx.AsyncClient, smtp: MailSink) -> dict[str, h
     pages["author"] = await client.get("/embed")
     pages["stylesheet"] = await client.get("/static/style.css")
     pages["embed.js"] = await client.get("/embed.js")
+    pages["regimen.js"] = await client.get("/static/regimen.js")
     return pages
 
 
-PERSONAL = {"confirm", "confirmed", "regimen", "exercise link", "unsubscribe", "unsubscribed"}
+PERSONAL = {"confirm", "confirmed", "regimen", "exercise link", "marked done",
+            "marked done by script", "unsubscribe", "unsubscribed"}
 
 
 async def test_every_response_carries_the_headers(

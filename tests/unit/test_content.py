@@ -80,9 +80,12 @@ def test_the_second_regimen_is_a_marked_example_with_placeholders_only() -> None
 def test_the_shipped_example_lists_its_placeholders() -> None:
     regimen = load_content(SHIPPED).default
     every_url = {regimen.site_url, *(program.url for program in regimen.programs.values()),
-                 *(regimen.destination(exercise) for exercise in regimen.exercises())}
+                 *(regimen.destination(exercise) for exercise in regimen.exercises()),
+                 *(regimen.next_step_destination(step) for unit in regimen.units
+                   for step in unit.next_steps)}
     assert regimen.example_urls() == sorted(every_url)
     assert "https://example.com/replace-me/video/gentle-back-exercise" in every_url
+    assert "https://example.com/replace-me/consultation" in every_url
 
 
 def test_the_shipped_regimen_works_as_a_single_file(tmp_path: Path) -> None:
@@ -121,6 +124,16 @@ def test_a_file_with_real_addresses_has_no_placeholders(tmp_path: Path) -> None:
      "line 15: not valid YAML: found character '\\t' that cannot start any token"),
     ('note: "Start here."', "note: *start",
      "line 15: not valid YAML: found undefined alias 'start'"),
+    ("slug: psoas", "slug: read-it-through",
+     "line 17: units.0.exercises.1.slug: 'read-it-through' names the page's first step"),
+    ("        program: back\n", '        program: back\n    next_steps:\n      - title: "Go on"\n'
+                            "        program: front\n",
+     "line 23: units.0.next_steps.0.program: program 'front' is not under programs:"),
+    ("        program: back\n", '        program: back\n    next_steps:\n      - title: "Go on"\n',
+     "line 22: units.0.next_steps.0: give exactly one of url (any page) or program"),
+    ("        program: back\n", '        program: back\n    next_steps:\n      - title: "Ask"\n'
+                            '        url: "mailto:me"\n',
+     "line 23: units.0.next_steps.0.url: must be a full web address"),
 ])
 def test_a_broken_file_names_line_and_field(tmp_path: Path, old: str, new: str,
                                             problem: str) -> None:
@@ -341,7 +354,7 @@ def test_check_passes_the_shipped_folder_and_lists_placeholders_by_file(cli_env:
     assert neck.startswith("regimens/neck-and-shoulders.yaml: OK — 2 units, 6 exercises.\n"
                            "5 example addresses are still to be replaced:\n")
     assert back.startswith("regimens/sacro-iliac.yaml: OK — 3 units, 10 exercises.\n"
-                           "7 example addresses are still to be replaced:\n")
+                           "8 example addresses are still to be replaced:\n")
     assert "  https://example.com/replace-me/video/gentle-back-exercise\n" in back
     assert "replace-me/blog" not in neck + back
     assert (cli_env / "data" / "secret_key").exists()
@@ -351,7 +364,7 @@ def test_check_passes_a_single_file(cli_env: Path) -> None:
     code, output = check(write(cli_env, shipped_single_file()))
     assert code == 0, output
     assert output.startswith(f"{cli_env / 'regimen.yaml'}: OK — 3 units, 10 exercises.\n"
-                             "8 example addresses are still to be replaced:\n")
+                             "9 example addresses are still to be replaced:\n")
     assert "  https://example.com/replace-me/blog\n" in output
 
 
