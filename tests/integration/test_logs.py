@@ -9,8 +9,11 @@ import httpx
 import pytest
 
 from service.core import logs
+from service.core.models import SubscriberStatus, utcnow
 from service.core.settings import Settings
-from tests.helpers import json_lines
+from service.readers.tokens import Claims, Purpose
+from service.runtime import Runtime
+from tests.helpers import json_lines, new_subscription
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -33,3 +36,28 @@ async def test_json_lines_carry_the_request_id(client: httpx.AsyncClient,
     assert access[1]["request_id"] == minted
     assert access[2]["route"] == "/subscribe"
     assert access[2]["status"] == 303
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_progress_never_reaches_the_logs(client: httpx.AsyncClient, runtime: Runtime,
+                                              settings: Settings) -> None:
+    """Which steps a reader did is personal data: the access line names the route's template,
+    never the step or the reader's token, also when the step is refused."""
+    settings.log_format = "json"
+    stream = io.StringIO()
+    logs.configure(settings, stream)
+    reader, subscriber = new_subscription("reader@example.org", status=SubscriberStatus.CONFIRMED,
+                                          confirmed_at=utcnow())
+    async with runtime.db.transaction() as session:
+        session.add(reader)
+        await session.flush()
+        session.add(subscriber)
+    token = runtime.tokens.make(Purpose.REGIMEN, Claims(subscriber.public_id, 1))
+    assert (await client.post(f"/r/{token}/done/lying-twist")).status_code == 303
+    assert (await client.post(f"/r/{token}/done/no-such-step")).status_code == 404
+    assert (await client.get(f"/r/{token}")).status_code == 200
+    lines = stream.getvalue()
+    routes = [e["route"] for e in json_lines(stream) if e["logger"] == "service.access"]
+    assert routes == ["/r/{token}/done/{step}", "/r/{token}/done/{step}", "/r/{token}"]
+    for secret in ("lying-twist", "no-such-step", token, subscriber.public_id):
+        assert secret not in lines

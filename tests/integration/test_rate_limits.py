@@ -66,6 +66,15 @@ async def test_link_routes_are_limited_per_ip(settings: Settings) -> None:
     assert statuses == [400, 400, 429]
 
 
+@pytest.mark.usefixtures("db")
+async def test_done_buttons_share_the_per_ip_limit_of_the_links(settings: Settings) -> None:
+    async with app_client(settings, link_opens_per_ip="2/minute") as http:
+        opened = (await http.get("/r/not-a-token")).status_code
+        pressed = [(await http.post("/r/not-a-token/done/gentle-back-exercise",
+                                    data={"done": "1"})).status_code for _ in range(2)]
+    assert [opened, *pressed] == [400, 400, 429]
+
+
 async def test_an_address_gets_one_confirmation_however_often_it_is_typed(
     settings: Settings, db: Database,
 ) -> None:
