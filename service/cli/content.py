@@ -12,6 +12,7 @@ import typer
 from service.abuse.bots import Captcha
 from service.cli import common
 from service.core.content import Catalog, ContentError, is_example, load_content
+from service.core.lessons import promise
 from service.web.embed import snippet
 
 content_app = typer.Typer(help="The regimen content: site.yaml and regimens/.",
@@ -96,12 +97,12 @@ def embed(
 ) -> None:
     """Print the HTML form to paste into a blog post."""
     settings = common.settings()
-    if regimen is not None:
-        try:
-            catalog = load_content(settings.content_path)
-        except ContentError as exc:
-            common.fail(common.content_problems(exc), code=1)
-        if catalog.get(regimen) is None:
-            common.fail(f"No regimen {regimen!r}; the content has: " + ", ".join(catalog.keys()))
-    typer.echo(snippet(settings.base_url, source, Captcha.from_settings(settings), regimen),
-               nl=False)
+    try:
+        catalog = load_content(settings.content_path)
+    except ContentError as exc:
+        common.fail(common.content_problems(exc), code=1)
+    chosen = catalog.get(regimen) if regimen is not None else catalog.default
+    if chosen is None:
+        common.fail(f"No regimen {regimen!r}; the content has: " + ", ".join(catalog.keys()))
+    typer.echo(snippet(settings.base_url, source, Captcha.from_settings(settings), regimen,
+                       promise(chosen.lessons)), nl=False)

@@ -12,6 +12,7 @@ from service.cli import common
 from service.core import outbox
 from service.core.logs import mask_addresses
 from service.core.models import MailKind, OutboxStatus, Subscriber, SubscriberStatus, utcnow
+from service.delivery.lesson_mail import sample_progress
 from service.delivery.outgoing import PermanentFailure, TemporaryFailure
 from service.readers.addresses import mask
 from service.runtime import Runtime
@@ -26,13 +27,20 @@ def send_test(address: Annotated[str, typer.Argument(help="Where to send the sam
         sample = Subscriber(public_id="send-test", email=email, regimen=runtime.regimen.key,
                             token_version=0, status=SubscriberStatus.PENDING)
         problems = []
-        for kind in MailKind:
+        regimen = runtime.regimen
+        # Each lesson of the default regimen, as to a reader some way in.
+        mails: list[tuple[MailKind, str | None]] = [
+            (kind, None) for kind in MailKind if kind is not MailKind.LESSON]
+        mails += [(MailKind.LESSON, lesson.key) for lesson in regimen.lessons]
+        for kind, lesson in mails:
+            name = f"{kind.value} {lesson}" if lesson else kind.value
             try:
                 key = f"send-test-{kind.value}-{uuid4().hex}"
-                await runtime.transport.send(runtime.mailer.compose(kind, sample, key))
-                typer.echo(f"sent: {kind.value}")
+                await runtime.transport.send(runtime.mailer.compose(
+                    kind, sample, key, lesson, sample_progress(regimen)))
+                typer.echo(f"sent: {name}")
             except (TemporaryFailure, PermanentFailure) as exc:
-                problems.append(f"{kind.value}: {exc}")
+                problems.append(f"{name}: {exc}")
         return problems
 
     problems = common.run(work)

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.core.lessons import Lesson
 from service.core.urls import is_web_address
 
 KEY_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -205,6 +206,8 @@ class _Body(_Strict):
     # A program's key names it in links and statistics (stored with each click on it).
     programs: dict[ProgramKey, Program] = Field(default_factory=dict)
     units: list[Unit] = Field(min_length=1)
+    # Follow-up mails after confirmation (service.core.lessons).
+    lessons: list[Lesson] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -228,9 +231,40 @@ class _Body(_Strict):
                 if step.program is not None and step.program not in self.programs:
                     problems.append((("units", u, "next_steps", n, "program"),
                                      f"program {step.program!r} is not under programs:"))
+        problems += self._lesson_problems(seen)
         if problems:
             raise _Misplaced(problems)
         return self
+
+
+    def _lesson_problems(self, slugs: set[str]) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        keys: set[str] = set()
+        for n, lesson in enumerate(self.lessons):
+            where = ("lessons", n)
+            if lesson.key in keys:
+                problems.append(((*where, "key"), f"lesson key {lesson.key!r} is used twice"))
+            keys.add(lesson.key)
+            if lesson.about is not None and lesson.about not in slugs:
+                problems.append(((*where, "about"), f"no exercise has the slug {lesson.about!r}"))
+            if lesson.skip_if is not None and lesson.skip_if.unit_done > len(self.units):
+                problems.append(((*where, "skip_if", "unit_done"),
+                                 f"there is no unit {lesson.skip_if.unit_done} (the regimen "
+                                 f"has {len(self.units)})"))
+            for slug in lesson.exercises():
+                if slug not in slugs:
+                    problems.append(((*where, "body"), f"links to exercise:{slug}, but no "
+                                                       "exercise has that slug"))
+            for href in lesson.links():
+                if not (href.startswith(("exercise:", "program:")) or is_web_address(href)):
+                    problems.append(((*where, "body"), f"links to {href!r}: a link is "
+                                     "exercise:SLUG, program:KEY or a full web address "
+                                     "starting with https://"))
+            for key in lesson.programs():
+                if key not in self.programs:
+                    problems.append(((*where, "body"), f"links to program:{key}, but "
+                                                       f"{key!r} is not under programs:"))
+        return problems
 
 
 class _OneFile(_Body, _Site):
@@ -265,12 +299,17 @@ class Regimen(_OneFile):
 
     def own_urls(self) -> list[str]:
         """Every address the regimen's own file holds (not the site's): `links:`, programs,
-        exercises and next steps, each once."""
+        exercises, next steps and the lessons' links, each once."""
         urls = {*self.links.values(), *(program.url for program in self.programs.values())}
         urls |= {self.destination(exercise) for exercise in self.exercises()}
         urls |= {self.next_step_destination(step) for unit in self.units
                  for step in unit.next_steps}
+        urls |= {href for lesson in self.lessons for href in lesson.links()
+                 if is_web_address(href)}
         return sorted(urls)
+
+    def lesson(self, key: str) -> Lesson | None:
+        return next((lesson for lesson in self.lessons if lesson.key == key), None)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ class MailKind(enum.StrEnum):
     CONFIRM = "confirm"
     REMINDER = "reminder"
     REGIMEN = "regimen"
+    LESSON = "lesson"
 
 
 class EventKind(enum.StrEnum):
@@ -146,6 +147,13 @@ class Subscriber(Base):
     confirm_page_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     regimen_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Lessons (service.delivery.lessons): set at confirmation when the page the reader pressed
+    # the button on said lessons follow (readers who confirmed under wording that promised
+    # nothing more never get any); stopped by the lessons' one-click link; and when the
+    # scheduler should next look at this subscription (NULL: nothing left to send).
+    lessons_consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lessons_stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_lesson_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     reader: Mapped[Reader] = relationship(lazy="joined", innerjoin=True)
 
@@ -168,6 +176,9 @@ class Consent(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(String(45))
     confirm_user_agent: Mapped[str | None] = mapped_column(String(512))
+    # The wording of the page the button was pressed on (with its line about lessons, where the
+    # regimen has them): service.web.texts.confirm_version.
+    confirm_text_version: Mapped[str | None] = mapped_column(String(32))
 
 
 class OutboxMessage(Base):
@@ -187,6 +198,8 @@ class OutboxMessage(Base):
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
+    # A lesson mail's lesson, by its key in the regimen's file.
+    lesson: Mapped[str | None] = mapped_column(String(80))
     status: Mapped[OutboxStatus] = mapped_column(
         _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.QUEUED
     )
@@ -223,7 +236,45 @@ class Event(Base):
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
     exercise: Mapped[str | None] = mapped_column(String(80))
+    # The lesson whose link the reader followed (its key), for the author's lesson numbers.
+    lesson: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LessonOutcome(enum.StrEnum):
+    QUEUED = "queued"
+    SKIPPED = "skipped"
+
+
+class LessonDelivery(Base):
+    """What became of one lesson for one subscription: queued (its mail is in the outbox) or
+    skipped (and why). At most one row per subscription and lesson: the scheduler's record
+    that the lesson is settled, so no lesson ever goes to a reader twice, whatever happens to
+    the outbox row later (it is purged after a while)."""
+
+    __tablename__ = "lesson_deliveries"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    lesson: Mapped[str] = mapped_column(String(80), primary_key=True)
+    regimen: Mapped[str] = mapped_column(String(80))
+    outcome: Mapped[LessonOutcome] = mapped_column(_enum(LessonOutcome, "lesson_outcome"))
+    # Why a lesson was skipped (service.delivery.lessons.Skip).
+    reason: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LessonSeen(Base):
+    """When the scheduler first saw each lesson of each regimen: a lesson added to the file
+    later goes only to readers whose delay for it had not yet passed then."""
+
+    __tablename__ = "lessons_seen"
+
+    regimen: Mapped[str] = mapped_column(String(80), primary_key=True)
+    lesson: Mapped[str] = mapped_column(String(80), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The delay it had when last seen, in days: a change re-arms the readers still waiting.
+    after_days: Mapped[int] = mapped_column(Integer)
 
 
 class Progress(Base):
@@ -274,3 +325,10 @@ Index("ix_events_subscriber_id_kind", Event.subscriber_id, Event.kind)
 # A regimen's progress for the readers who signed up in a period, read from the index alone.
 Index("ix_progress_cohort", Progress.regimen, Progress.signed_up_at, Progress.step,
       Progress.subscriber_id)
+# The subscriptions whose lessons are due, found without looking at any other reader.
+Index("ix_subscribers_next_lesson_at", Subscriber.next_lesson_at,
+      postgresql_where=Subscriber.next_lesson_at.isnot(None),
+      sqlite_where=Subscriber.next_lesson_at.isnot(None))
+# The author's numbers per lesson, for a period.
+Index("ix_lesson_deliveries_regimen", LessonDelivery.regimen, LessonDelivery.lesson,
+      LessonDelivery.at)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,10 +49,17 @@ async def queue_mail(session: AsyncSession, subscriber: Subscriber, kind: MailKi
 
 def queue_mails(session: Session, mails: list[tuple[int, MailKind]]) -> None:
     """Queue one mail of `kind` for each subscriber id, in one statement."""
-    if not mails:
+    queue_rows(session, [{"subscriber_id": subscriber_id, "kind": kind}
+                         for subscriber_id, kind in mails])
+
+
+def queue_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Queue outbox rows (all with the same columns) in one statement; one whose `key` is
+    taken already is left out: a mail with a key of its own is queued once."""
+    if not rows:
         return
-    insert_rows(session, table_of(OutboxMessage), [
-        {"subscriber_id": subscriber_id, "kind": kind} for subscriber_id, kind in mails])
+    insert_rows(session, table_of(OutboxMessage), rows,
+                skip_duplicates_of=("key",) if "key" in rows[0] else ())
     wake_after_commit(session, MAIL_QUEUED)
     if on_postgresql(session):
         # Wakes the workers of other processes at commit (core.notifications).
@@ -64,11 +72,14 @@ def mail_queued(db: Database) -> asyncio.Event:
     return db.wakeup(MAIL_QUEUED)
 
 
-async def cancel_queued(session: AsyncSession, subscriber_id: int) -> None:
+async def cancel_queued(session: AsyncSession, subscriber_id: int,
+                        kind: MailKind | None = None) -> None:
+    """Cancel the subscription's queued mail (of one kind, or all)."""
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.subscriber_id == subscriber_id,
-               OutboxMessage.status == OutboxStatus.QUEUED)
+               OutboxMessage.status == OutboxStatus.QUEUED,
+               *([OutboxMessage.kind == kind] if kind is not None else []))
         .values(status=OutboxStatus.CANCELLED, locked_until=None)
     )
 

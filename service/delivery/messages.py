@@ -7,6 +7,7 @@ only appears in the To header: a public form must not become a way to mail stran
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import format_datetime, parseaddr
@@ -16,15 +17,19 @@ from urllib.parse import urlsplit
 import css_inline
 from email_validator import EmailNotValidError, validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from service.core.content import Regimen
 from service.core.content_store import ContentStore
+from service.core.lessons import Lesson, promise
 from service.core.models import MailKind, Subscriber, utcnow
 from service.core.settings import Settings
 from service.delivery import mime
 from service.delivery.dkim import DkimSigner
+from service.delivery.lesson_mail import for_reader
 from service.delivery.outgoing import Outgoing, PermanentFailure
 from service.readers.links import Links
+from service.readers.progress import standing
 from service.readers.tokens import Purpose
 
 
@@ -36,6 +41,8 @@ class ConfirmContext:
     regimen_title: str
     confirm_url: str
     valid_days: int
+    # The regimen's promise of lessons (service.core.lessons.promise); empty when it has none.
+    lessons_promise: str
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,26 @@ class RegimenContext:
     first_exercise: str
     unsubscribe_url: str
     erase_url: str
+    # For a reader who agreed to lessons: what the promise said; empty otherwise.
+    lessons_promise: str
 
 
-MailContext = ConfirmContext | ReminderContext | RegimenContext
+@dataclass(frozen=True)
+class LessonContext:
+    author: str
+    site_name: str
+    site_url: str
+    regimen_title: str
+    subject: str
+    # The lesson's words for this reader (service.delivery.lesson_mail), HTML and text.
+    content_html: Markup
+    content_text: str
+    stop_lessons_url: str
+    unsubscribe_url: str
+    erase_url: str
+
+
+MailContext = ConfirmContext | ReminderContext | RegimenContext | LessonContext
 
 
 @dataclass(frozen=True)
@@ -85,7 +109,7 @@ class Templates:
         )
 
     def render(self, name: str, context: MailContext) -> Rendered:
-        values = dataclasses.asdict(context)
+        values = {f.name: getattr(context, f.name) for f in dataclasses.fields(context)}
         subject = self.env.get_template(f"{name}/subject.txt").render(values)
         html = self.env.get_template(f"{name}/body.html").render(values)
         return Rendered(
@@ -110,23 +134,33 @@ class Mailer:
         reply_name, reply_address = parseaddr(settings.reply_to)
         self._reply_to = mime.mailbox(reply_name, reply_address) if reply_address else None
         self._domain = message_id_domain(address.rpartition("@")[2], settings.base_url)
-        # Per regimen key and kind, with the regimen it was made from: an edited regimen is a
-        # new object, and is rendered anew.
-        self._cache: dict[tuple[str, MailKind], tuple[Regimen, Rendered, str]] = {}
+        # Per regimen key and kind (and for a lesson: its key and the reader's standing, and
+        # for the regimen mail: whether lessons follow), with the regimen it was made from: an
+        # edited regimen is a new object, and is rendered anew.
+        self._cache: dict[tuple[object, ...], tuple[Regimen, Rendered, str]] = {}
 
     def regimen_of(self, subscriber: Subscriber) -> Regimen | None:
         """The subscription's regimen as served now; None once the author removed it."""
         return self.content.catalog.get(subscriber.regimen)
 
-    def compose(self, kind: MailKind, subscriber: Subscriber, key: str) -> Outgoing:
-        """The finished message; KeyError when the subscription's regimen is gone (the worker
-        asks `regimen_of` first)."""
+    def compose(self, kind: MailKind, subscriber: Subscriber, key: str,
+                lesson: str | None = None, done: frozenset[str] = frozenset()) -> Outgoing:
+        """The finished message; KeyError when the subscription's regimen (or for a lesson
+        mail, its `lesson`) is gone (the worker asks `regimen_of` and `lesson_of` first).
+        `done`: the steps the reader marked done, which a lesson speaks of."""
         regimen = self.regimen_of(subscriber)
         if regimen is None:
             raise KeyError(subscriber.regimen)
         links = {name: self.links.for_subscriber(purpose, subscriber)
                  for name, purpose in LINKS[kind].items()}
-        template, subject = self._rendered(regimen, kind)
+        if kind is MailKind.LESSON:
+            found = regimen.lesson(lesson or "")
+            if found is None:
+                raise KeyError(lesson)
+            template, subject = self._lesson(regimen, found, done)
+        else:
+            template, subject = self._rendered(
+                regimen, kind, lessons=subscriber.lessons_consented_at is not None)
         rendered = template.with_links(links)
         recipient = wire_address(subscriber.email)
         headers = [
@@ -140,9 +174,10 @@ class Mailer:
         ]
         if self._reply_to is not None:
             headers.append(("Reply-To", self._reply_to))
-        if "unsubscribe_url" in links:
+        if kind in LIST_UNSUBSCRIBE:
             # RFC 8058: an https link the mailbox provider can POST to, no cookies, no page.
-            headers += [("List-Unsubscribe", f"<{links['unsubscribe_url']}>"),
+            # A lesson's stops the lessons only: the reader still wants their regimen.
+            headers += [("List-Unsubscribe", f"<{links[LIST_UNSUBSCRIBE[kind]]}>"),
                         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
         data = mime.multipart_alternative(headers, rendered.text, rendered.html,
                                           boundary=f"=_{key}")
@@ -151,33 +186,65 @@ class Mailer:
             data = self.dkim.sign(data, present) + data
         return Outgoing(data=data, sender=self._sender, recipient=recipient)
 
-    def _rendered(self, regimen: Regimen, kind: MailKind) -> tuple[Rendered, str]:
+    def _rendered(self, regimen: Regimen, kind: MailKind,
+                  lessons: bool = False) -> tuple[Rendered, str]:
         """Each regimen's kind is rendered (and its CSS inlined) once, with placeholders where
-        the reader's own links go: per mail, only the links are filled in."""
-        cached = self._cache.get((regimen.key, kind))
+        the reader's own links go: per mail, only the links are filled in. `lessons`: whether
+        the reader agreed to lessons (the regimen mail's footer says what follows)."""
+        return self._cached((regimen.key, kind, lessons), regimen, kind.value,
+                            lambda links: self._context(kind, regimen, links, lessons))
+
+    def _lesson(self, regimen: Regimen, lesson: Lesson,
+                done: frozenset[str]) -> tuple[Rendered, str]:
+        """A lesson is rendered once per reader's standing it speaks of (the next exercise and
+        how many are done: a few dozen variants at most), links filled in per mail."""
+        now = standing(regimen, done)
+        following = now.continue_with.slug if now.continue_with is not None else None
+        count = sum(each.done for each in now.units)
+
+        def context(links: dict[str, str]) -> MailContext:
+            words = for_reader(lesson, regimen, now, links["regimen_url"])
+            return LessonContext(**self._common(regimen), subject=lesson.subject,
+                                 content_html=Markup(words.html), content_text=words.text,
+                                 stop_lessons_url=links["stop_lessons_url"],
+                                 unsubscribe_url=links["unsubscribe_url"],
+                                 erase_url=links["erase_url"])
+
+        return self._cached((regimen.key, MailKind.LESSON, lesson.key, following, count),
+                            regimen, MailKind.LESSON.value, context)
+
+    def _cached(self, key: tuple[object, ...], regimen: Regimen, template: str,
+                context: Callable[[dict[str, str]], MailContext]) -> tuple[Rendered, str]:
+        cached = self._cache.get(key)
         if cached is None or cached[0] is not regimen:
-            placeholders = {name: _placeholder(name) for name in LINKS[kind]}
-            rendered = self.templates.render(kind.value,
-                                             self._context(kind, regimen, placeholders))
+            kind = MailKind(template)
+            rendered = self.templates.render(template, context(
+                {name: _placeholder(name) for name in LINKS[kind]}))
             cached = (regimen, rendered, mime.header_value(rendered.subject))
-            self._cache[regimen.key, kind] = cached
+            self._cache[key] = cached
         return cached[1], cached[2]
 
-    def _context(self, kind: MailKind, regimen: Regimen,
-                 links: dict[str, str]) -> MailContext:
-        common = {"author": regimen.author, "site_name": regimen.site_name,
-                  "site_url": regimen.site_url, "regimen_title": regimen.title}
+    @staticmethod
+    def _common(regimen: Regimen) -> dict[str, str]:
+        return {"author": regimen.author, "site_name": regimen.site_name,
+                "site_url": regimen.site_url, "regimen_title": regimen.title}
+
+    def _context(self, kind: MailKind, regimen: Regimen, links: dict[str, str],
+                 lessons: bool) -> MailContext:
+        common = self._common(regimen)
         if kind is MailKind.REGIMEN:
             return RegimenContext(**common, first_exercise=regimen.exercises()[0].title,
                                   regimen_url=links["regimen_url"],
                                   unsubscribe_url=links["unsubscribe_url"],
-                                  erase_url=links["erase_url"])
+                                  erase_url=links["erase_url"],
+                                  lessons_promise=promise(regimen.lessons) if lessons else "")
         valid_days = max(1, self.settings.confirm_max_age.days)
         if kind is MailKind.REMINDER:
             return ReminderContext(**common, confirm_url=links["confirm_url"],
-                                   valid_days=valid_days,
+                                   valid_days=valid_days, lessons_promise=promise(regimen.lessons),
                                    asked_ago=time_ago(self.settings.reminder_after))
-        return ConfirmContext(**common, confirm_url=links["confirm_url"], valid_days=valid_days)
+        return ConfirmContext(**common, confirm_url=links["confirm_url"], valid_days=valid_days,
+                              lessons_promise=promise(regimen.lessons))
 
 
 # The links of each mail that belong to one reader, and the token purpose of each.
@@ -186,7 +253,11 @@ LINKS: dict[MailKind, dict[str, Purpose]] = {
     MailKind.REMINDER: {"confirm_url": Purpose.CONFIRM},
     MailKind.REGIMEN: {"regimen_url": Purpose.REGIMEN, "unsubscribe_url": Purpose.UNSUBSCRIBE,
                        "erase_url": Purpose.ERASE},
+    MailKind.LESSON: {"regimen_url": Purpose.REGIMEN, "stop_lessons_url": Purpose.LESSONS,
+                      "unsubscribe_url": Purpose.UNSUBSCRIBE, "erase_url": Purpose.ERASE},
 }
+# The link of each mail that one-click unsubscribe (List-Unsubscribe) posts to.
+LIST_UNSUBSCRIBE = {MailKind.REGIMEN: "unsubscribe_url", MailKind.LESSON: "stop_lessons_url"}
 
 
 def _placeholder(name: str) -> str:

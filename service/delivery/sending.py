@@ -39,24 +39,33 @@ def _why_stale(kind: MailKind, subscriber: Subscriber) -> str:
     """Why a queued mail no longer makes sense and is dropped rather than sent; empty if not."""
     if subscriber.reader.suppressed_at is not None:
         return f"address suppressed ({subscriber.reader.suppressed_reason})"
-    wanted = SubscriberStatus.CONFIRMED if kind is MailKind.REGIMEN else SubscriberStatus.PENDING
+    wanted = SubscriberStatus.CONFIRMED if kind in (MailKind.REGIMEN, MailKind.LESSON) \
+        else SubscriberStatus.PENDING
     if subscriber.status is not wanted:
         return f"reader is {subscriber.status.value}"
+    if kind is MailKind.LESSON and subscriber.lessons_stopped_at is not None:
+        return "reader stopped the lessons"
     return ""
 
 
 async def attempt(message: OutboxMessage, reader: Subscriber | None, mailer: Mailer,
-                  transport: Transport) -> Outcome:
-    """Send one claimed mail, unless it no longer makes sense; never raises."""
+                  transport: Transport, done: frozenset[str] = frozenset()) -> Outcome:
+    """Send one claimed mail, unless it no longer makes sense; never raises. `done`: the steps
+    the reader marked done, for a lesson."""
     if reader is None or (stale := _why_stale(message.kind, reader)):
         return Outcome(message, Result.CANCELLED, "reader erased" if reader is None else stale)
-    if mailer.regimen_of(reader) is None:
+    regimen = mailer.regimen_of(reader)
+    if regimen is None:
         # Retried, not dropped: a file being renamed or saved anew, or a worker that has not
         # seen the new content yet, must lose nothing; after REGIMEN_RETRY_FOR it fails.
         return Outcome(message, Result.RETRY,
                        f"regimen {reader.regimen!r} is not in the content (now)")
+    if message.kind is MailKind.LESSON and regimen.lesson(message.lesson or "") is None:
+        # The author removed it: sent to nobody who has not had it.
+        return Outcome(message, Result.CANCELLED, f"lesson {message.lesson!r} was removed")
     try:
-        await transport.send(mailer.compose(message.kind, reader, message.key))
+        await transport.send(mailer.compose(message.kind, reader, message.key, message.lesson,
+                                            done))
     except PermanentFailure as exc:
         log.warning("outbox %s: refused for good: %s", message.id, exc)
         bounced = reader.email if isinstance(exc, RecipientRejected) else None

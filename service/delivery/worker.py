@@ -24,8 +24,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from service.core import outbox
+from service.core.content import Catalog
 from service.core.database import Database
 from service.core.models import (
+    MailKind,
     OutboxMessage,
     Subscriber,
     WorkerHeartbeat,
@@ -33,14 +35,17 @@ from service.core.models import (
 )
 from service.core.notifications import first_of, keep_listening
 from service.core.settings import Settings
+from service.delivery import lessons
 from service.delivery.messages import Mailer
 from service.delivery.outgoing import Transport
 from service.delivery.sending import Outcome, Result, attempt, settle
-from service.readers import privacy
+from service.readers import privacy, progress
 
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_SECONDS = 3600
+# Subscriptions whose lessons one transaction settles.
+LESSON_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class Worker:
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stop = asyncio.Event()
+        # The content whose lessons were last noted (service.delivery.lessons.note_content).
+        self._lessons_noted: Catalog | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         self.stop = stop
@@ -94,6 +101,7 @@ class Worker:
                 tasks.create_task(keep_listening(self.db, outbox.MAIL_QUEUED, stop))
                 tasks.create_task(self._every(self.pace.poll_seconds, "heartbeat", self.beat))
                 tasks.create_task(self._every(self.pace.poll_seconds, "reminders", self.remind))
+                tasks.create_task(self._every(self.pace.poll_seconds, "lessons", self.lessons))
                 tasks.create_task(self._every(RETENTION_EVERY_SECONDS, "forgetting "
                                               "unconfirmed signups", self.forget_unconfirmed))
                 tasks.create_task(self._send_until_stopped())
@@ -137,6 +145,23 @@ class Worker:
         async with self.db.transaction() as session:
             return await outbox.queue_reminders(session, self.clock(), self.pace.remind_after)
 
+    async def lessons(self) -> int:
+        """Settle the lessons that have come due (service.delivery.lessons), a batch a
+        transaction, until none are left; return how many subscriptions were looked at. The
+        content's lessons are noted first whenever the content changed."""
+        catalog = self.mailer.content.catalog
+        looked_at = 0
+        while not self.stop.is_set():
+            async with self.db.transaction() as session:
+                if catalog is not self._lessons_noted:
+                    await lessons.note_content(session, catalog, self.clock())
+                batch = await lessons.queue_due(session, catalog, self.clock(), LESSON_BATCH)
+            self._lessons_noted = catalog
+            looked_at += batch
+            if batch < LESSON_BATCH:
+                break
+        return looked_at
+
     async def forget_unconfirmed(self) -> int:
         async with self.db.transaction() as session:
             forgotten = await privacy.forget_unconfirmed(session, self.clock(),
@@ -159,6 +184,10 @@ class Worker:
             ids = {message.subscriber_id for message in messages}
             readers = {reader.id: reader for reader in await session.scalars(
                 select(Subscriber).where(Subscriber.id.in_(ids)))} if ids else {}
+            # A lesson speaks of the reader's progress as it is now, at sending.
+            learners = {message.subscriber_id for message in messages
+                        if message.kind is MailKind.LESSON}
+            done_steps = await progress.done_by_subscriber(session, learners)
         # Sends start in queue order, at most `concurrency` at a time.
         outcomes: list[Outcome] = []
         in_flight: set[asyncio.Task[Outcome]] = set()
@@ -167,18 +196,19 @@ class Worker:
                 done, in_flight = await asyncio.wait(in_flight,
                                                      return_when=asyncio.FIRST_COMPLETED)
                 outcomes += [task.result() for task in done]
-            in_flight.add(asyncio.create_task(self._attempt(message, readers)))
+            in_flight.add(asyncio.create_task(self._attempt(message, readers, done_steps)))
         outcomes += await asyncio.gather(*in_flight)
         if outcomes:
             async with self.db.transaction() as session:
                 await settle(session, outcomes, self.clock(), self.pace.retry_for)
         return len(messages)
 
-    async def _attempt(self, message: OutboxMessage, readers: dict[int, Subscriber]) -> Outcome:
+    async def _attempt(self, message: OutboxMessage, readers: dict[int, Subscriber],
+                       done: dict[int, frozenset[str]]) -> Outcome:
         if self.stop.is_set():
             return Outcome(message, Result.RELEASED)
         return await attempt(message, readers.get(message.subscriber_id), self.mailer,
-                             self.transport)
+                             self.transport, done.get(message.subscriber_id, frozenset()))
 
 
 class Failures:

@@ -35,10 +35,13 @@ MILESTONES: dict[EventKind, InstrumentedAttribute[datetime | None]] = {
 }
 
 
-# The mails whose links lead to each page a scanner may open.
+# The mails whose links lead to each page a scanner may open. A lesson links to the regimen,
+# to exercises and to programs itself.
 MAILS_LINKING: dict[EventKind, list[MailKind]] = {
     EventKind.CONFIRM_PAGE_OPENED: [MailKind.CONFIRM, MailKind.REMINDER],
-    EventKind.REGIMEN_OPENED: [MailKind.REGIMEN],
+    EventKind.REGIMEN_OPENED: [MailKind.REGIMEN, MailKind.LESSON],
+    EventKind.EXERCISE_CLICKED: [MailKind.LESSON],
+    EventKind.PROGRAM_CLICKED: [MailKind.LESSON],
 }
 
 
@@ -58,10 +61,13 @@ async def looks_like_scanner(session: AsyncSession, kind: EventKind, subscriber_
 
 async def record(session: AsyncSession, kind: EventKind, subscriber: Subscriber,
                  exercise: str | None = None, *, scanner_window: timedelta,
-                 now: datetime | None = None, from_mail: bool = True) -> None:
-    """`from_mail`: whether the link opened was a mail's, which a scanner may have opened."""
+                 now: datetime | None = None, from_mail: bool = True,
+                 lesson: str | None = None) -> None:
+    """`from_mail`: whether the link opened was a mail's, which a scanner may have opened.
+    `lesson`: the lesson whose link it was."""
     at = now or utcnow()
-    session.add(Event(kind=kind, subscriber_id=subscriber.id, exercise=exercise, created_at=at))
+    session.add(Event(kind=kind, subscriber_id=subscriber.id, exercise=exercise, lesson=lesson,
+                      created_at=at))
     column = MILESTONES.get(kind)
     if column is not None and not (
             from_mail and await looks_like_scanner(session, kind, subscriber.id, at,

@@ -10,6 +10,7 @@ PATHS = {
     Purpose.REGIMEN: "/r/",
     Purpose.UNSUBSCRIBE: "/unsubscribe/",
     Purpose.ERASE: "/erase/",
+    Purpose.LESSONS: "/lessons/stop/",
 }
 
 

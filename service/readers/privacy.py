@@ -19,6 +19,7 @@ from service.core.models import (
     Consent,
     ErasedAddress,
     Event,
+    LessonDelivery,
     OutboxMessage,
     Progress,
     Reader,
@@ -55,6 +56,9 @@ async def _subscription(session: AsyncSession, reader: Subscriber) -> dict[str, 
         .order_by(OutboxMessage.id))
     events = await session.scalars(
         select(Event).where(Event.subscriber_id == reader.id).order_by(Event.id))
+    lessons = await session.scalars(
+        select(LessonDelivery).where(LessonDelivery.subscriber_id == reader.id)
+        .order_by(LessonDelivery.at, LessonDelivery.lesson))
     progress = await session.scalars(
         select(Progress).where(Progress.subscriber_id == reader.id)
         .order_by(Progress.done_at, Progress.step))
@@ -71,12 +75,19 @@ async def _subscription(session: AsyncSession, reader: Subscriber) -> dict[str, 
             "consent_text_version": c.consent_text_version,
             "confirmed_at": _when(c.confirmed_at), "confirm_ip": c.confirm_ip,
             "confirm_user_agent": c.confirm_user_agent,
+            "confirm_text_version": c.confirm_text_version,
         } for c in consents],
         "mails": [{"kind": m.kind.value, "status": m.status.value,
                    "queued_at": _when(m.created_at), "sent_at": _when(m.sent_at)}
                   for m in mails],
         "events": [{"kind": e.kind.value, "exercise": e.exercise, "at": _when(e.created_at)}
                    for e in events],
+        "lessons": {
+            "agreed_at": _when(reader.lessons_consented_at),
+            "stopped_at": _when(reader.lessons_stopped_at),
+            "settled": [{"lesson": d.lesson, "outcome": d.outcome.value, "reason": d.reason,
+                         "at": _when(d.at)} for d in lessons],
+        },
         # The steps marked done on the regimen page.
         "progress": [{"step": p.step, "done_at": _when(p.done_at)} for p in progress],
     }

@@ -34,6 +34,19 @@ async def done_steps(session: AsyncSession, subscriber: Subscriber) -> frozenset
         select(Progress.step).where(Progress.subscriber_id == subscriber.id)))
 
 
+async def done_by_subscriber(session: AsyncSession,
+                             subscriber_ids: set[int]) -> dict[int, frozenset[str]]:
+    """`done_steps` of several subscriptions in one query."""
+    if not subscriber_ids:
+        return {}
+    grouped: dict[int, set[str]] = {}
+    for subscriber_id, step in await session.execute(
+            select(Progress.subscriber_id, Progress.step)
+            .where(Progress.subscriber_id.in_(subscriber_ids))):
+        grouped.setdefault(subscriber_id, set()).add(step)
+    return {subscriber_id: frozenset(steps) for subscriber_id, steps in grouped.items()}
+
+
 async def mark(session: AsyncSession, subscriber: Subscriber, step: str, done: bool,
                now: datetime) -> None:
     """Mark `step` done, or not done. Either is idempotent: a button pressed twice, or two tabs

@@ -120,14 +120,17 @@ def _consent(subscriber_id: int, item: Signup, now: datetime) -> dict[str, objec
 
 async def confirm(
     session: AsyncSession, claims: Claims, origin: RequestOrigin, now: datetime,
-    also: Collection[str] = (),
+    also: Collection[str] = (), *, lessons: Collection[str] = (), wording: str | None = None,
 ) -> list[Subscriber]:
     """Record the reader's confirmation and queue the regimen mail; return the subscriptions
     confirmed (the link's first). Confirming twice does nothing more than confirming once.
 
     `also`: the public ids of the address's other waiting subscriptions that the page showed
     the reader (`still_waiting`); those still waiting are confirmed with it, each with its own
-    consent record and regimen mail. Nothing the reader was not shown is confirmed."""
+    consent record and regimen mail. Nothing the reader was not shown is confirmed.
+    `lessons`: the public ids of those whose lessons the page said would follow: only they
+    get lessons (service.delivery.lessons looks at them from now on). `wording`: the version
+    of the page's words, kept with each consent."""
     subscriber = await subscriber_for(session, claims)
     if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
         raise NoLongerPending()
@@ -146,6 +149,9 @@ async def confirm(
             consent.confirmed_at = now
             consent.confirm_ip = origin.ip
             consent.confirm_user_agent = origin.user_agent
+            consent.confirm_text_version = wording
+        if waiting.public_id in lessons:
+            waiting.lessons_consented_at = waiting.next_lesson_at = now
         await queue_mail(session, waiting, MailKind.REGIMEN)
     return together
 
@@ -184,7 +190,20 @@ async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime, *,
         if each.status is not SubscriberStatus.UNSUBSCRIBED:
             each.status = SubscriberStatus.UNSUBSCRIBED
             each.unsubscribed_at = now
+        each.next_lesson_at = None
         await cancel_queued(session, each.id)
+
+
+async def stop_lessons(session: AsyncSession, claims: Claims, now: datetime) -> Subscriber:
+    """Stop the lessons of the link's regimen (a lesson's one-click unsubscribe); the regimen
+    page and any other mail the reader asks for keep working. Pressing it twice changes
+    nothing more."""
+    subscriber = await subscriber_for(session, claims)
+    if subscriber.lessons_stopped_at is None:
+        subscriber.lessons_stopped_at = now
+    subscriber.next_lesson_at = None
+    await cancel_queued(session, subscriber.id, MailKind.LESSON)
+    return subscriber
 
 
 async def subscriber_for(session: AsyncSession, claims: Claims) -> Subscriber:

@@ -18,6 +18,8 @@ class Purpose(enum.StrEnum):
     REGIMEN = "regimen"
     UNSUBSCRIBE = "unsubscribe"
     ERASE = "erase"
+    # Stops a regimen's lessons only (the lesson mails' one-click List-Unsubscribe).
+    LESSONS = "lessons"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service.core import logs
 from service.runtime import Runtime
-from service.web import admin, embed, health, links, metrics, regimen, signup, webhooks
+from service.web import admin, embed, health, lessons, links, metrics, regimen, signup, webhooks
 from service.web.errors import add_error_pages
 from service.web.middleware import BodyLimit, RequestContext
 from service.web.security_headers import SecurityHeaders, security_headers
@@ -49,7 +49,7 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> FastAPI:
     app = FastAPI(title="regimen-delivery", description=ABOUT, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
                   routes=[*signup.router.routes, *links.router.routes, *regimen.router.routes,
-                          *health.router.routes])
+                          *lessons.router.routes, *health.router.routes])
     app.state.runtime = runtime
     app.include_router(webhooks.router)
     app.include_router(embed.router)

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from service.abuse.bots import Captcha
 from service.core.content import KEY_MAX_LENGTH
+from service.core.lessons import promise
 from service.core.urls import web_origin
 from service.web.dependencies import RuntimeDep
 from service.web.pages import render, templates
@@ -36,14 +37,14 @@ MAX_SOURCE_LENGTH = 2048
 
 
 def snippet(base_url: str, source: str = "", captcha: Captcha | None = None,
-            regimen_key: str | None = None) -> str:
+            regimen_key: str | None = None, lessons_promise: str = "") -> str:
     """What `regimen embed` prints and the author page shows, ready to paste; with the
-    CAPTCHA's widget when one is configured, since every signup must then pass it; and with a
+    CAPTCHA's widget when one is configured, since every signup must then pass it; with a
     hidden field naming the regimen when `regimen_key` is given (without: the site's default
-    regimen)."""
+    regimen); and with the regimen's promise of lessons, when it has them."""
     return templates.get_template("_embed.html").render(
         base_url=base_url, source=source, sent_anchor=SENT_ANCHOR, captcha=captcha,
-        regimen_key=regimen_key,
+        regimen_key=regimen_key, lessons_promise=lessons_promise,
     ).strip() + "\n"
 
 
@@ -104,7 +105,7 @@ async def author_page(
     return render(request, "embed.html", chosen, private=True, source=source,
                   regimens=list(catalog.regimens.values()) if several else [],
                   snippet=snippet(settings.base_url, source, runtime.captcha,
-                                  chosen.key if several else None),
+                                  chosen.key if several else None, promise(chosen.lessons)),
                   post_origin=post_origin,
                   origin_allowed=post_origin in settings.allowed_origins,
                   origins=", ".join(settings.allowed_origins))

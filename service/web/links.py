@@ -8,6 +8,7 @@ says so (410); unsubscribing and erasing still work then."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal, NamedTuple
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from service.core.content import Regimen
+from service.core.lessons import promise
 from service.core.models import EventKind, Subscriber, SubscriberStatus, utcnow
 from service.funnel import events
 from service.readers import privacy, progress, signup
@@ -40,10 +42,13 @@ from service.web.schemas import (
     page,
     request_body,
 )
+from service.web.texts import consent_version
 
 router = APIRouter(default_response_class=Response, responses=CRASHED)
 
 LINK_LIMIT = per_ip("link")
+# A wording version as the confirm page writes it (service.web.texts.consent_version).
+WORDING = re.compile(r"[0-9a-f]{12}")
 # The query of the regimen link shown right after confirming, to tell it from the mail's link.
 VIA_PAGE = "via=page"
 
@@ -84,6 +89,11 @@ class Confirmation(BaseModel):
     also: str = Field("", description="Space-separated public ids of the address's other "
                                       "waiting regimens that the page named; only those are "
                                       "confirmed with the link's.")
+    lessons: str = Field("", description="Space-separated public ids of the subscriptions "
+                                         "whose lessons the page said would follow; only "
+                                         "those get lessons.")
+    wording: str = Field("", description="The version of the page's wording, kept with the "
+                                         "consent.")
 
 Others = Callable[[AsyncSession, Subscriber], Awaitable[list[Subscriber]]]
 
@@ -106,13 +116,15 @@ def read_token(runtime: Runtime, purpose: Purpose, token: str) -> Claims:
 async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
                        counted: EventKind | None = None, exercise: str | None = None,
                        from_mail: bool = True, *, program: str | None = None,
+                       lesson: str | None = None,
                        offered_only: bool = False,
                        others: Others | None = None, with_progress: bool = False) -> Holder:
     """The subscription a link belongs to, for pages that only show something; the opening
     is counted for the author's funnel when `counted` says as what (service.funnel.events).
     `offered_only`: the page needs the regimen (RegimenGone, before anything is counted, once
     the author removed it); with `exercise` or `program`, one of that regimen's (else 404), which
-    the counted event names. `others` finds
+    the counted event names, as it names `lesson` when the link was a lesson's (one of the
+    regimen's: a link of a lesson since removed still works, uncredited). `others` finds
     the address's other subscriptions the page mentions; `with_progress` reads the steps the
     reader marked done."""
     claims = read_token(runtime, purpose, token)
@@ -130,6 +142,8 @@ async def token_holder(runtime: Runtime, purpose: Purpose, token: str,
             raise HTTPException(404)
         if counted is not None:
             await events.record(session, counted, subscriber, exercise or program,
+                                lesson=lesson if regimen is not None
+                                and regimen.lesson(lesson or "") is not None else None,
                                 scanner_window=runtime.settings.scanner_window,
                                 from_mail=from_mail)
         return Holder(subscriber, regimen,
@@ -172,11 +186,20 @@ async def confirm_page(request: Request, token: Token, runtime: RuntimeDep) -> R
                                 others=signup.still_waiting)
     assert holder.regimen is not None
     shown = still_offered(runtime, holder.others)
+    # Each regimen confirmed that has lessons says so, in one line: only readers who pressed
+    # the button under that line get them.
+    with_lessons = [(regimen, each) for regimen, each in
+                    [(holder.regimen, holder.subscriber), *shown] if regimen.lessons]
+    promises = [promise(regimen.lessons) if len(with_lessons) == 1 and not shown
+                else f"{regimen.title}: {promise(regimen.lessons)}"
+                for regimen, _ in with_lessons]
     # The button confirms exactly what the page names: the form says which, since a regimen
     # asked for between this page and the press must not ride along unseen.
     return render(request, "confirm.html", holder.regimen, private=True,
                   action=f"/confirm/{token}", also=[regimen.title for regimen, _ in shown],
-                  also_ids=" ".join(each.public_id for _, each in shown))
+                  also_ids=" ".join(each.public_id for _, each in shown), promises=promises,
+                  lessons_ids=" ".join(each.public_id for _, each in with_lessons),
+                  wording=consent_version(*promises))
 
 
 @router.post(
@@ -194,13 +217,16 @@ async def confirm_page(request: Request, token: Token, runtime: RuntimeDep) -> R
 )
 async def confirm(request: Request, token: Token, runtime: RuntimeDep) -> Response:
     claims = read_token(runtime, Purpose.CONFIRM, token)
-    shown = (await form_fields(request, request.headers.get("content-type", "").lower())
-             ).get("also", "").split()
+    fields = await form_fields(request, request.headers.get("content-type", "").lower())
+    wording = fields.get("wording", "")
     async with runtime.db.transaction() as session:
         held = await signup.subscriber_for(session, claims)
         offered(runtime.catalog, held.regimen)
-        confirmed = still_offered(runtime, await signup.confirm(session, claims, origin_of(request),
-                                                           utcnow(), also=set(shown)))
+        confirmed = still_offered(runtime, await signup.confirm(
+            session, claims, origin_of(request), utcnow(),
+            also=set(fields.get("also", "").split()),
+            lessons=set(fields.get("lessons", "").split()),
+            wording=wording if WORDING.fullmatch(wording) else None))
     regimen = confirmed[0][0]
     # Marked as this page's links: no mail scanner sees this page, so their openings all count.
     links = [(each_regimen.title,

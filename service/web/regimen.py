@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -57,6 +57,9 @@ Step = Annotated[str, Path(description="An exercise of the regimen, by its slug 
                                        "step: reading the regimen through).")]
 ProgramKey = Annotated[str, Path(description="A program of the regimen, by its key in the "
                                              "content file.")]
+FromLesson = Annotated[str | None, Query(
+    max_length=80, description="The lesson whose link this is (its key): credited to it in "
+                               "the author's numbers.")]
 
 
 class MarkDone(BaseModel):
@@ -81,11 +84,12 @@ def page_links(token: str) -> dict[str, Any]:
                                  "continue with, then its units in order, each exercise with "
                                  "its link and its Done button."),
                        **TOKEN_PAGE_ANSWERS, 410: GONE_PAGE})
-async def regimen_page(request: Request, token: Token, runtime: RuntimeDep) -> Response:
+async def regimen_page(request: Request, token: Token, runtime: RuntimeDep,
+                       lesson: FromLesson = None) -> Response:
     holder = await token_holder(runtime, Purpose.REGIMEN, token,
                                 counted=EventKind.REGIMEN_OPENED,
                                 from_mail=request.url.query != VIA_PAGE, offered_only=True,
-                                with_progress=True)
+                                with_progress=True, lesson=lesson)
     assert holder.regimen is not None
     return render(request, "regimen.html", holder.regimen, private=True,
                   standing=progress.standing(holder.regimen, holder.done),
@@ -174,10 +178,14 @@ def marked(regimen: Regimen, token: str, step: str, done: bool,
                           "any more."),
                410: GONE_PAGE},
 )
-async def exercise_link(token: Token, slug: Slug, runtime: RuntimeDep) -> Response:
+async def exercise_link(token: Token, slug: Slug, runtime: RuntimeDep,
+                        lesson: FromLesson = None) -> Response:
+    # From the page (no lesson) a person clicks; a lesson's link is a mail's, which a scanner
+    # may follow (service.funnel.events).
     holder = await token_holder(runtime, Purpose.REGIMEN, token,
                                 counted=EventKind.EXERCISE_CLICKED, exercise=slug,
-                                offered_only=True)
+                                from_mail=lesson is not None, offered_only=True,
+                                lesson=lesson)
     assert holder.regimen is not None
     exercise = next(e for e in holder.regimen.exercises() if e.slug == slug)
     return RedirectResponse(holder.regimen.destination(exercise), status_code=303,
@@ -196,10 +204,12 @@ async def exercise_link(token: Token, slug: Slug, runtime: RuntimeDep) -> Respon
                           "any more."),
                410: GONE_PAGE},
 )
-async def program_link(token: Token, program: ProgramKey, runtime: RuntimeDep) -> Response:
+async def program_link(token: Token, program: ProgramKey, runtime: RuntimeDep,
+                       lesson: FromLesson = None) -> Response:
     holder = await token_holder(runtime, Purpose.REGIMEN, token,
                                 counted=EventKind.PROGRAM_CLICKED, program=program,
-                                offered_only=True)
+                                from_mail=lesson is not None, offered_only=True,
+                                lesson=lesson)
     assert holder.regimen is not None
     return RedirectResponse(holder.regimen.programs[program].url, status_code=303,
                             headers=PRIVATE_HEADERS)

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from service.abuse.bots import MIN_FILL_SECONDS
 from service.core.content import KEY_PATTERN, Regimen
+from service.core.lessons import promise
 from service.core.urls import is_web_address
 from service.delivery.outgoing import can_deliver
 from service.readers.addresses import MAX_LENGTH, InvalidAddress, normalize_address
@@ -49,7 +50,7 @@ from service.web.schemas import (
     request_body,
     see_other,
 )
-from service.web.texts import ACCEPTED_MESSAGE, CONSENT_VERSION, TEXTS
+from service.web.texts import ACCEPTED_MESSAGE, TEXTS, consent_version
 
 router = APIRouter(default_response_class=Response, responses=CRASHED)
 # `/{key}` matches any one-segment path: create_app adds this router after every other route
@@ -166,7 +167,8 @@ def signup_page(request: Request, runtime: Runtime, regimen: Regimen, *, started
                 error: str = "") -> Response:
     return render(request, "signup.html", regimen, status_code=status_code,
                   action="/subscribe", regimen_key=regimen.key, source=source, email=email,
-                  error=error, started=started, captcha=runtime.captcha)
+                  error=error, started=started, captcha=runtime.captcha,
+                  lessons_promise=promise(regimen.lessons))
 
 
 async def _checked_address(runtime: Runtime, request: Request,
@@ -252,7 +254,8 @@ async def subscribe(request: Request) -> Response:
                            error=problem)
     source = _source_url(form.source or request.headers.get("referer"))
     if not _looks_like_a_bot(runtime, form):
-        await runtime.signups.write(Signup(email, origin_of(request), source, CONSENT_VERSION,
+        await runtime.signups.write(Signup(email, origin_of(request), source,
+                                           consent_version(promise(regimen.lessons)),
                                            regimen.key))
     # The same answer whatever the address's state, so nobody learns who is subscribed.
     if as_json:

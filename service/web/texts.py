@@ -6,6 +6,7 @@ email_templates/. `{author}` and `{program}` are filled in from the content file
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -117,6 +118,21 @@ class UnsubscribeText:
     # Shown when the address gets other regimens too.
     everything_lead: str = "You also get emails about other regimens from {author}."
     everything_button: str = "Stop everything"
+
+
+@dataclass(frozen=True)
+class LessonsText:
+    """The page behind a lesson's "stop the lessons" link (and its one-click unsubscribe)."""
+
+    title: str = "Stop the lessons"
+    heading: str = "Stop the lessons about this regimen?"
+    lead: str = "Your regimen page keeps working, and nothing else changes."
+    button: str = "Stop the lessons"
+    done_title: str = "Lessons stopped"
+    done_heading: str = "The lessons are stopped"
+    done_lead: str = ("You will get no more lessons about this regimen. Your regimen page keeps "
+                      "working: keep its link.")
+    open_regimen: str = "Open my regimen"
 
 
 @dataclass(frozen=True)
@@ -236,6 +252,7 @@ class Texts:
     regimen: RegimenText = field(default_factory=RegimenText)
     unsubscribe: UnsubscribeText = field(default_factory=UnsubscribeText)
     unsubscribed: UnsubscribedText = field(default_factory=UnsubscribedText)
+    lessons: LessonsText = field(default_factory=LessonsText)
     erase: EraseText = field(default_factory=EraseText)
     expired: ExpiredText = field(default_factory=ExpiredText)
     link: LinkText = field(default_factory=LinkText)
@@ -246,15 +263,18 @@ class Texts:
 TEXTS = Texts()
 
 
-def _consent_version(texts: Texts) -> str:
-    """A fingerprint of the words a reader agrees to (the form and the confirm page), stored
-    with each consent: change the wording and new consents show it, automatically."""
-    words = "\n".join([texts.form.button, texts.form.fine_print, texts.confirm.heading,
-                       texts.confirm.button, texts.confirm.also])
+@functools.cache
+def consent_version(*promises: str) -> str:
+    """A fingerprint of the words a reader agrees to (the form and the confirm page, with the
+    lines promising lessons they showed: service.core.lessons.promise), stored with each
+    consent: change the wording and new consents show it, automatically."""
+    words = "\n".join([TEXTS.form.button, TEXTS.form.fine_print, TEXTS.confirm.heading,
+                       TEXTS.confirm.button, TEXTS.confirm.also, *promises])
     return hashlib.sha256(words.encode()).hexdigest()[:12]
 
 
-CONSENT_VERSION = _consent_version(TEXTS)
+# The wording of a regimen without lessons.
+CONSENT_VERSION = consent_version()
 
 
 def titles(names: list[str]) -> str:

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.core.content import load_content
 from service.core.database import Database
 from service.core.models import (
     MailKind,
@@ -190,9 +191,14 @@ def test_send_test_mails_one_of_each(cli_env: None, smtp: MailSink) -> None:
     received = smtp.messages
     assert {str(m["To"]) for m in received} == {"author@example.org"}
     subjects = sorted(str(m["Subject"]) for m in received)
-    assert len(subjects) == 3
+    lessons = load_content(PROJECT_ROOT / "content").default.lessons
+    assert len(subjects) == 3 + len(lessons)
     assert any(s.startswith("Your free regimen") for s in subjects)
     assert any(s.startswith("Reminder") for s in subjects)
+    # Each lesson of the default regimen, by its own subject.
+    assert {lesson.subject for lesson in lessons} <= set(subjects)
+    assert [line for line in result.output.splitlines() if line.startswith("sent: lesson")] \
+        == [f"sent: lesson {lesson.key}" for lesson in lessons]
 
 
 def test_send_test_says_when_the_server_is_away(cli_env: None) -> None:

@@ -12,7 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from service.core.content import load_content
 from service.core.database import Database
+from service.core.lessons import promise
 from service.core.models import Subscriber
 from service.core.settings import Settings
 from service.runtime import build_runtime
@@ -22,6 +24,7 @@ from tests.helpers import (
     BASE_URL,
     DEFAULT_REGIMEN,
     OTHER_REGIMEN,
+    PROJECT_ROOT,
     MailSink,
     app_client,
     count_rows,
@@ -136,13 +139,24 @@ async def test_the_author_page_hands_out_the_snippet(
     assert "noindex" in page.headers["x-robots-tag"]
     # The snippet, escaped into the text box exactly as `regimen embed --regimen` prints it:
     # with several regimens offered, it names the one chosen (the default, unless asked).
-    assert snippet(BASE_URL, POST, None, DEFAULT_REGIMEN) in html.unescape(page.text)
+    assert snippet(BASE_URL, POST, None, DEFAULT_REGIMEN, LESSONS_PROMISE) \
+        in html.unescape(page.text)
     assert TEXTS.author.origin_allowed.format(origin=BLOG) in html.unescape(page.text)
     elsewhere = await blog_client.get("/embed", params={"source": "https://other.example/p"})
     assert TEXTS.author.origin_refused.format(origin="https://other.example") \
         in html.unescape(elsewhere.text)
     junk = await blog_client.get("/embed", params={"source": "javascript:alert(1)"})
     assert "javascript:" not in junk.text
+
+
+# The shipped default regimen has lessons: its form says so (issue 16).
+LESSONS_PROMISE = promise(load_content(PROJECT_ROOT / "content").default.lessons)
+
+
+def test_the_snippet_promises_lessons_only_for_a_regimen_with_lessons() -> None:
+    assert LESSONS_PROMISE
+    assert LESSONS_PROMISE in snippet(BASE_URL, POST, None, DEFAULT_REGIMEN, LESSONS_PROMISE)
+    assert "lessons" not in snippet(BASE_URL, POST, None, OTHER_REGIMEN)
 
 
 def hidden_regimen(text: str) -> list[str]:
@@ -190,4 +204,4 @@ async def test_a_one_regimen_site_hands_out_a_snippet_without_the_field(
         page = await http.get("/embed", params={"source": POST})
     assert page.status_code == 200
     assert "<select" not in page.text
-    assert snippet(BASE_URL, POST) in html.unescape(page.text)
+    assert snippet(BASE_URL, POST, None, None, LESSONS_PROMISE) in html.unescape(page.text)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import NamedTuple
 
 import dkim
 import httpx
@@ -20,8 +21,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from service.core.content import load_content
 from service.core.models import MailKind, Subscriber, SubscriberStatus
 from service.core.settings import Settings, load_settings
+from service.delivery.lesson_mail import sample_progress
+from service.delivery.outgoing import Outgoing
 from service.runtime import Runtime, build_runtime
 from tests.helpers import (
     DEFAULT_REGIMEN,
@@ -53,9 +57,29 @@ def reader() -> Subscriber:
                       token_version=1, status=SubscriberStatus.CONFIRMED)
 
 
-def compose(runtime: Runtime, kind: MailKind, reader: Subscriber) -> EmailMessage:
+class Mail(NamedTuple):
+    """One of the mails the service sends: a kind, and for a lesson mail, the lesson."""
+
+    kind: MailKind
+    lesson: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} {self.lesson}" if self.lesson else self.kind.value
+
+    def of(self, runtime: Runtime, reader: Subscriber, key: str = "0123abcd") -> Outgoing:
+        return runtime.mailer.compose(self.kind, reader, key, self.lesson,
+                                      sample_progress(runtime.regimen))
+
+
+# Every mail: each kind, and each lesson of the shipped example.
+MAILS = [*(Mail(kind) for kind in MailKind if kind is not MailKind.LESSON),
+         *(Mail(MailKind.LESSON, lesson.key)
+           for lesson in load_content(PROJECT_ROOT / "content").default.lessons)]
+
+
+def compose(runtime: Runtime, mail: Mail | MailKind, reader: Subscriber) -> EmailMessage:
     """Built, then parsed back from bytes, as the receiving server would see it."""
-    built = runtime.mailer.compose(kind, reader, key="0123abcd")
+    built = (mail if isinstance(mail, Mail) else Mail(mail)).of(runtime, reader)
     parsed = message_from_bytes(built.data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
@@ -68,9 +92,9 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     return text.get_content(), html.get_content()
 
 
-@pytest.mark.parametrize("kind", list(MailKind))
-def test_headers_every_mail_has(runtime: Runtime, reader: Subscriber, kind: MailKind) -> None:
-    message = compose(runtime, kind, reader)
+@pytest.mark.parametrize("mail", MAILS, ids=str)
+def test_headers_every_mail_has(runtime: Runtime, reader: Subscriber, mail: Mail) -> None:
+    message = compose(runtime, mail, reader)
     assert message["From"] == "Lawrence Gold <regimen@regimen.test>"
     assert message["To"] == "reader@example.org"
     assert message["Message-ID"] == "<0123abcd@regimen.test>"
@@ -90,11 +114,11 @@ def test_headers_every_mail_has(runtime: Runtime, reader: Subscriber, kind: Mail
     assert 'style="' in html
 
 
-@pytest.mark.parametrize("kind", list(MailKind))
+@pytest.mark.parametrize("mail", MAILS, ids=str)
 def test_no_subject_ends_with_a_question_mark(runtime: Runtime, reader: Subscriber,
-                                              kind: MailKind) -> None:
+                                              mail: Mail) -> None:
     # rspamd's SUBJECT_ENDS_QUESTION: a spam trait.
-    assert not str(compose(runtime, kind, reader)["Subject"]).rstrip().endswith("?")
+    assert not str(compose(runtime, mail, reader)["Subject"]).rstrip().endswith("?")
 
 
 def test_confirmation_subject_says_who_asks_and_why(runtime: Runtime, reader: Subscriber) -> None:
@@ -136,8 +160,8 @@ def test_message_id_names_a_real_domain(settings: Settings, reader: Subscriber, 
                                         base_url: str, domain: str) -> None:
     runtime = build_runtime(settings.model_copy(update={"mail_from": mail_from,
                                                         "base_url": base_url}))
-    for kind in MailKind:
-        assert compose(runtime, kind, reader)["Message-ID"] == f"<0123abcd@{domain}>"
+    for mail in MAILS:
+        assert compose(runtime, mail, reader)["Message-ID"] == f"<0123abcd@{domain}>"
 
 
 LONG_TITLE = "Self-relief regimen for sacro-iliac joint pain, lower back pain and stiff hips"
@@ -148,9 +172,9 @@ LONG_TITLE = "Self-relief regimen for sacro-iliac joint pain, lower back pain an
     ("Lorenz Göldner-Übermann vom Zentrum für Somatische Bildung <regimen@regimen.test>",
      "Selbsthilfe-Übungen für das Iliosakralgelenk, den unteren Rücken und steife Hüften"),
 ])
-@pytest.mark.parametrize("kind", list(MailKind))
+@pytest.mark.parametrize("mail", MAILS, ids=str)
 def test_header_lines_are_folded_to_78(settings: Settings, reader: Subscriber, mail_from: str,
-                                       title: str, kind: MailKind, tmp_path: Path) -> None:
+                                       title: str, mail: Mail, tmp_path: Path) -> None:
     # A one-file site whose one regimen keeps the shipped key (the file's name).
     content = tmp_path / f"{DEFAULT_REGIMEN}.yaml"
     content.write_text(shipped_single_file().replace(
@@ -158,7 +182,7 @@ def test_header_lines_are_folded_to_78(settings: Settings, reader: Subscriber, m
     runtime = build_runtime(settings.model_copy(update={"mail_from": mail_from,
                                                         "content_path": content}))
     assert runtime.regimen.title == title
-    data = runtime.mailer.compose(kind, reader, key="0123abcd").data
+    data = mail.of(runtime, reader).data
     head = data.partition(b"\r\n\r\n")[0]
     for line in head.split(b"\r\n"):
         # RFC 5322 2.1.1: 78 where it can be; only a word with no space to fold at (a long
@@ -166,20 +190,23 @@ def test_header_lines_are_folded_to_78(settings: Settings, reader: Subscriber, m
         word = line.partition(b": ")[2] if line[:1] != b" " else line.strip()
         assert len(line) <= 78 or b" " not in word, line
     message = message_from_bytes(data, policy=policy.default)
-    if kind is MailKind.REGIMEN:
+    if mail.kind is MailKind.REGIMEN:
         assert re.fullmatch(r"<https://regimen\.test/unsubscribe/[^>]+>",
                             message["List-Unsubscribe"])
+    if mail.kind is MailKind.LESSON:
+        assert re.fullmatch(r"<https://regimen\.test/lessons/stop/[^>]+>",
+                            message["List-Unsubscribe"])
     assert message["From"].addresses[0].display_name == mail_from.partition(" <")[0]
-    if kind is MailKind.REGIMEN:
+    if mail.kind is MailKind.REGIMEN:
         assert str(message["Subject"]) == f"Your free regimen: {title}"
 
 
-@pytest.mark.parametrize("kind", list(MailKind))
+@pytest.mark.parametrize("mail", MAILS, ids=str)
 def test_replies_reach_the_author_when_reply_to_is_set(settings: Settings, reader: Subscriber,
-                                                       kind: MailKind) -> None:
-    assert "Reply-To" not in compose(build_runtime(settings), kind, reader)
+                                                       mail: Mail) -> None:
+    assert "Reply-To" not in compose(build_runtime(settings), mail, reader)
     author = settings.model_copy(update={"reply_to": "Lawrence Gold <lawrence@regimen.test>"})
-    message = compose(build_runtime(author), kind, reader)
+    message = compose(build_runtime(author), mail, reader)
     assert message["Reply-To"] == "Lawrence Gold <lawrence@regimen.test>"
 
 
@@ -233,11 +260,11 @@ def signing_runtime(settings: Settings, dkim_key: tuple[str, str]) -> Runtime:
     return build_runtime(signed)
 
 
-@pytest.mark.parametrize("kind", list(MailKind))
+@pytest.mark.parametrize("mail", MAILS, ids=str)
 def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(
-    signing_runtime: Runtime, reader: Subscriber, dkim_key: tuple[str, str], kind: MailKind,
+    signing_runtime: Runtime, reader: Subscriber, dkim_key: tuple[str, str], mail: Mail,
 ) -> None:
-    data = signing_runtime.mailer.compose(kind, reader, key="0123abcd").data
+    data = mail.of(signing_runtime, reader).data
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
         assert name == b"mail2026._domainkey.regimen.test."
@@ -247,7 +274,7 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(
     signature = message_from_bytes(data, policy=policy.default)["DKIM-Signature"]
     signed = {h.strip().lower() for h in re.search(r"h=([^;]+)", signature)[1].split(":")}
     expected = {"from", "to", "subject", "date", "message-id"}
-    if kind is MailKind.REGIMEN:
+    if mail.kind in (MailKind.REGIMEN, MailKind.LESSON):
         expected |= {"list-unsubscribe", "list-unsubscribe-post"}
     assert expected <= signed
     # Changing a signed header breaks the signature: it does protect them.
@@ -258,11 +285,11 @@ OVERSIGNED = ["From", "To", "Subject", "Date", "Message-ID", "Reply-To", "List-U
               "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
 
 
-@pytest.mark.parametrize("kind", list(MailKind))
+@pytest.mark.parametrize("mail", MAILS, ids=str)
 def test_dkim_signature_breaks_when_a_signed_header_is_added(
-    signing_runtime: Runtime, reader: Subscriber, dkim_key: tuple[str, str], kind: MailKind,
+    signing_runtime: Runtime, reader: Subscriber, dkim_key: tuple[str, str], mail: Mail,
 ) -> None:
-    data = signing_runtime.mailer.compose(kind, reader, key="0123abcd").data
+    data = mail.of(signing_runtime, reader).data
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
         return f"v=DKIM1; k=rsa; p={dkim_key[1]}".encode()
@@ -301,11 +328,11 @@ def test_a_non_ascii_local_part_is_written_in_utf8(
 SPAMASSASSIN_LIMIT = 0.5
 
 
-@pytest.mark.parametrize("kind", list(MailKind))
+@pytest.mark.parametrize("mail", MAILS, ids=str)
 def test_spamassassin_scores_every_mail_low(
-    signing_runtime: Runtime, reader: Subscriber, kind: MailKind,
+    signing_runtime: Runtime, reader: Subscriber, mail: Mail,
 ) -> None:
-    data = signing_runtime.mailer.compose(kind, reader, key="0123abcd").data
+    data = mail.of(signing_runtime, reader).data
     # -L: local tests only (no network); -t: report the score even for ham.
     result = subprocess.run(["spamassassin", "-L", "-t"], input=data, capture_output=True,
                             check=True, timeout=120)
@@ -313,7 +340,7 @@ def test_spamassassin_scores_every_mail_low(
     status = re.search(r"^X-Spam-Status: \w+, score=(-?[\d.]+)", report, flags=re.M)
     assert status is not None, report[:2000]
     score = float(status[1])
-    REPORT.append(f"SpamAssassin {kind.value}: {score}")
+    REPORT.append(f"SpamAssassin {mail}: {score}")
     assert score <= SPAMASSASSIN_LIMIT, report[report.find("Content analysis details"):]
 
 
@@ -400,22 +427,22 @@ def deployed_runtime(tmp_path_factory: pytest.TempPathFactory,
     ))
 
 
-@pytest.mark.parametrize("kind", list(MailKind))
+@pytest.mark.parametrize("mail", MAILS, ids=str)
 def test_rspamd_scores_every_mail_at_most_zero(
-    rspamd: str, deployed_runtime: Runtime, kind: MailKind,
+    rspamd: str, deployed_runtime: Runtime, mail: Mail,
 ) -> None:
     reader = Subscriber(public_id="Zx3k9QpL2mN8vB4cR7tY1w", email="reader@example.org",
                         regimen=DEFAULT_REGIMEN, token_version=1,
                         status=SubscriberStatus.PENDING)
-    if kind is MailKind.REGIMEN:
+    if mail.kind in (MailKind.REGIMEN, MailKind.LESSON):
         reader.status = SubscriberStatus.CONFIRMED
-    outgoing = deployed_runtime.mailer.compose(kind, reader, key="5f0e2c9a8b7d4e1f")
+    outgoing = mail.of(deployed_runtime, reader, key="5f0e2c9a8b7d4e1f")
     answer = httpx.post(f"{rspamd}/checkv2", content=outgoing.data, timeout=30,
                         headers={"From": outgoing.sender, "Rcpt": outgoing.recipient}).json()
     symbols = {name: symbol["score"] for name, symbol in answer["symbols"].items()}
     counted = {name: score for name, score in symbols.items()
                if name not in RSPAMD_NOT_THE_MAILS_DOING}
     total = round(sum(counted.values()), 2)
-    REPORT.append(f"rspamd {kind.value}: {total} counted, {answer['score']:.2f} in all; "
+    REPORT.append(f"rspamd {mail}: {total} counted, {answer['score']:.2f} in all; "
                   f"{sorted((n, s) for n, s in symbols.items() if s)}")
     assert total <= 0, sorted(counted.items(), key=lambda item: -item[1])

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,7 +16,9 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.core.content import load_content
 from service.core.database import Database
+from service.core.lessons import promise
 from service.core.logs import MaskAddresses
 from service.core.models import (
     Base,
@@ -32,12 +35,21 @@ from service.readers import import_export as subscribers
 from service.readers import privacy, signup
 from service.readers.tokens import Claims
 from service.runtime import Runtime
-from service.web.texts import CONSENT_VERSION
-from tests.helpers import DEFAULT_REGIMEN, MailSink, a_signup, links_in, new_subscription, path_of
+from service.web.texts import CONSENT_VERSION, consent_version
+from tests.helpers import (
+    DEFAULT_REGIMEN,
+    PROJECT_ROOT,
+    MailSink,
+    a_signup,
+    links_in,
+    new_subscription,
+    path_of,
+)
 
 READER = signup.RequestOrigin(ip="203.0.113.5", user_agent="Phone/1")
 
 SECOND = "neck-and-shoulders"  # the shipped example regimen
+HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
 
 
 async def confirmed_reader(client: httpx.AsyncClient, smtp: MailSink, email: str) -> list[str]:
@@ -45,7 +57,9 @@ async def confirmed_reader(client: httpx.AsyncClient, smtp: MailSink, email: str
     await client.post("/subscribe", data={"email": email, "source": "https://blog.example/p"})
     confirmation = (await smtp.wait_for(len(smtp.messages) + 1))[-1]
     confirm = next(url for url in links_in(confirmation) if "/confirm/" in url)
-    await client.post(path_of(confirm))
+    # As a browser presses the page's button: with the page's hidden fields.
+    page = await client.get(path_of(confirm))
+    await client.post(path_of(confirm), data=dict(HIDDEN.findall(page.text)))
     return links_in((await smtp.wait_for(len(smtp.messages) + 1))[-1])
 
 
@@ -61,7 +75,11 @@ async def test_consent_records_who_where_when_and_which_words(
     async with db.transaction() as session:
         consent = await session.scalar(select(Consent))
     assert consent is not None
-    assert consent.consent_text_version == CONSENT_VERSION
+    # The default regimen has lessons: its form and confirm page said so, in words of their own.
+    promised = promise(load_content(PROJECT_ROOT / "content").default.lessons)
+    assert consent.consent_text_version == consent_version(promised)
+    assert consent.confirm_text_version == consent_version(promised)
+    assert consent.consent_text_version != CONSENT_VERSION
     assert consent.source_url == "https://blog.example/p"
     assert consent.signup_ip == "127.0.0.1"
     assert consent.confirmed_at is not None

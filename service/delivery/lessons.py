@@ -1,0 +1,287 @@
+"""Scheduling the lessons: each reader who agreed to them gets each lesson of their regimen
+once, at the hour of day they confirmed, unless their progress makes it pointless.
+
+How a subscription is looked at. Confirming with lessons promised sets `next_lesson_at`; the
+worker takes the subscriptions whose `next_lesson_at` has come (an index on that column alone:
+no reader who has nothing due is ever read), settles what is due for each, and sets the time
+to look again (NULL once nothing is left). Settling a lesson writes its `LessonDelivery` row
+(queued, or skipped and why) and, when queued, its outbox row in the same transaction; the
+row's primary key makes a second settling of the same lesson impossible, and the outbox row
+is only written for a delivery row this transaction inserted. So a fleet of workers sends each
+lesson once per reader; the outbox's lease and idempotency key take it from there.
+
+The rules, each decided when the lesson comes due (`plan`):
+
+- A lesson is due `after` days after the reader confirmed: the same hour of day. One found
+  more than `LATE` after that hour (the worker was down) waits for that hour the next day,
+  rather than waking the reader at night. At most one lesson a reader a day.
+- Skipped: once the reader marked its `about` exercise done, once they finished its
+  `skip_if` unit, or once they followed a purchase link of every program it links to.
+- The file may change while readers wait. A removed lesson is sent to nobody who has not
+  had it (a queued one is cancelled when its turn comes, service.delivery.sending). A new
+  lesson goes to readers whose delay for it had not passed when the worker first saw it
+  (`LessonSeen`). A changed delay applies to everyone still waiting for that lesson. Either
+  change makes the worker look again at the readers who may still be waiting
+  (`note_content`).
+- Only readers who confirmed on a page that said lessons follow, who are still subscribed,
+  have not stopped the lessons and whose address is not suppressed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.core import outbox
+from service.core.bulk import insert_rows, on_postgresql
+from service.core.content import Catalog, Regimen
+from service.core.lessons import Lesson
+from service.core.models import (
+    Event,
+    EventKind,
+    LessonDelivery,
+    LessonOutcome,
+    LessonSeen,
+    MailKind,
+    Progress,
+    Subscriber,
+    SubscriberStatus,
+    table_of,
+)
+from service.readers.progress import Standing, standing
+
+# A lesson found this long after its hour waits for the same hour the next day.
+LATE = timedelta(hours=3)
+DAY = timedelta(days=1)
+# Where the scheduler looks again at a reader whose regimen is not in the content just now
+# (a file being renamed or saved anew): soon, and nothing is lost meanwhile.
+REGIMEN_AWAY = timedelta(hours=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Skip(enum.StrEnum):
+    EXERCISE_DONE = "exercise_done"
+    UNIT_DONE = "unit_done"
+    PROGRAM_CLICKED = "program_clicked"
+
+
+@dataclass
+class Plan:
+    """What to do for one subscription now."""
+
+    send: Lesson | None = None
+    skipped: list[tuple[Lesson, Skip]] = field(default_factory=list)
+    # When to look at the subscription again; None: nothing is left to send.
+    next_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    """What the rules read about one subscription."""
+
+    confirmed_at: datetime
+    settled: frozenset[str]
+    done: frozenset[str]
+    programs_clicked: frozenset[str]
+
+
+def plan(regimen: Regimen, reader: ReaderState, first_seen: dict[str, datetime],
+         now: datetime) -> Plan:
+    """The rules of the module's docstring for one subscription (pure: no database)."""
+    def due(lesson: Lesson) -> datetime:
+        return reader.confirmed_at + lesson.delay
+
+    waiting = sorted((lesson for lesson in regimen.lessons
+                      if lesson.key not in reader.settled
+                      and due(lesson) >= first_seen.get(lesson.key, EPOCH)),
+                     key=due)
+    result = Plan()
+    standing_now = standing(regimen, reader.done)
+    for lesson in [lesson for lesson in waiting if due(lesson) <= now]:
+        reason = _skip_reason(lesson, standing_now, reader)
+        if reason is not None:
+            result.skipped.append((lesson, reason))
+            continue
+        # The reader's hour on the latest day it has passed.
+        hour = due(lesson) + DAY * ((now - due(lesson)) // DAY)
+        if now - hour <= LATE:
+            result.send = lesson
+        else:
+            result.next_at = hour + DAY
+        break
+    settled_now = {lesson.key for lesson, _ in result.skipped}
+    if result.send is not None:
+        settled_now.add(result.send.key)
+    later = [due(lesson) for lesson in waiting if lesson.key not in settled_now]
+    if result.next_at is None and later:
+        result.next_at = max(min(later), now + DAY) if result.send is not None else min(later)
+    return result
+
+
+def _skip_reason(lesson: Lesson, standing_now: Standing,
+                 reader: ReaderState) -> Skip | None:
+    if lesson.about is not None and lesson.about in standing_now.done:
+        return Skip.EXERCISE_DONE
+    if lesson.skip_if is not None and \
+            standing_now.units[lesson.skip_if.unit_done - 1].finished:
+        return Skip.UNIT_DONE
+    pitched = set(lesson.programs())
+    if pitched and pitched <= reader.programs_clicked:
+        return Skip.PROGRAM_CLICKED
+    return None
+
+
+def outbox_key(public_id: str, lesson: str) -> str:
+    """The lesson mail's idempotency key (its Message-ID): the same for the same reader and
+    lesson, whichever worker queues it."""
+    return hashlib.sha256(f"lesson:{public_id}:{lesson}".encode()).hexdigest()[:32]
+
+
+async def note_content(session: AsyncSession, catalog: Catalog, now: datetime) -> int:
+    """Record the lessons seen for the first time and the delays changed since last seen; for
+    each regimen with such a change, look again now at its readers who may still be waiting
+    for one of its lessons. Returns how many were looked at again."""
+    seen = {(regimen, lesson): after for regimen, lesson, after in await session.execute(
+        select(LessonSeen.regimen, LessonSeen.lesson, LessonSeen.after_days))}
+    changed: list[Regimen] = []
+    new_rows = []
+    regimens_seen = {regimen for regimen, _ in seen}
+    for regimen in catalog.regimens.values():
+        touched = False
+        # A regimen's first lessons were promised to every reader who agreed to lessons:
+        # nobody agreed before there were any. Only a lesson added later is new to some.
+        first_seen = now if regimen.key in regimens_seen else EPOCH
+        for lesson in regimen.lessons:
+            before = seen.get((regimen.key, lesson.key))
+            if before is None:
+                new_rows.append({"regimen": regimen.key, "lesson": lesson.key,
+                                 "first_seen_at": first_seen, "after_days": lesson.after})
+                touched = True
+            elif before != lesson.after:
+                await session.execute(
+                    update(LessonSeen).where(LessonSeen.regimen == regimen.key,
+                                             LessonSeen.lesson == lesson.key)
+                    .values(after_days=lesson.after))
+                touched = True
+        if touched:
+            changed.append(regimen)
+    if new_rows:
+        await session.run_sync(lambda sync: insert_rows(
+            sync, table_of(LessonSeen), new_rows, skip_duplicates_of=("regimen", "lesson")))
+    looked_again = 0
+    for regimen in changed:
+        # Readers who confirmed within the longest delay (and a day, for the hour's slack):
+        # a range on the confirmation's index.
+        longest = max(lesson.delay for lesson in regimen.lessons) + DAY
+        result = await session.execute(
+            update(Subscriber)
+            .where(Subscriber.confirmed_at >= now - longest, Subscriber.regimen == regimen.key,
+                   Subscriber.lessons_consented_at.is_not(None),
+                   Subscriber.lessons_stopped_at.is_(None),
+                   Subscriber.status == SubscriberStatus.CONFIRMED,
+                   (Subscriber.next_lesson_at.is_(None)) | (Subscriber.next_lesson_at > now))
+            .values(next_lesson_at=now).execution_options(synchronize_session=False))
+        looked_again += getattr(result, "rowcount", 0) or 0
+    await session.flush()
+    return looked_again
+
+
+async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
+                    limit: int) -> int:
+    """Settle the lessons due for up to `limit` subscriptions whose time to be looked at has
+    come; return how many subscriptions were looked at (fewer than `limit`: none are left)."""
+    query = (select(Subscriber).where(Subscriber.next_lesson_at <= now)
+             .order_by(Subscriber.next_lesson_at).limit(limit))
+    if on_postgresql(session.sync_session):
+        # Workers take disjoint sets: a subscription another worker holds waits for its turn.
+        query = query.with_for_update(skip_locked=True, of=Subscriber)
+    subscribers = list(await session.scalars(query))
+    if not subscribers:
+        return 0
+    ids = [subscriber.id for subscriber in subscribers]
+    settled = await _values_by_subscriber(session, LessonDelivery.lesson,
+                                          LessonDelivery.subscriber_id.in_(ids))
+    done = await _values_by_subscriber(session, Progress.step, Progress.subscriber_id.in_(ids))
+    clicks = await _values_by_subscriber(
+        session, Event.exercise, Event.subscriber_id.in_(ids),
+        Event.kind.in_([EventKind.EXERCISE_CLICKED, EventKind.PROGRAM_CLICKED]))
+    first_seen: dict[str, dict[str, datetime]] = {}
+    for regimen_key, lesson_key, at in await session.execute(
+            select(LessonSeen.regimen, LessonSeen.lesson, LessonSeen.first_seen_at)):
+        first_seen.setdefault(regimen_key, {})[lesson_key] = at
+    deliveries: list[dict[str, object]] = []
+    to_send: dict[tuple[int, str], Subscriber] = {}
+    for subscriber in subscribers:
+        regimen = catalog.get(subscriber.regimen)
+        if not _may_get_lessons(subscriber):
+            subscriber.next_lesson_at = None
+            continue
+        if regimen is None:
+            subscriber.next_lesson_at = now + REGIMEN_AWAY
+            continue
+        assert subscriber.lessons_consented_at is not None
+        result = plan(regimen, ReaderState(
+            confirmed_at=subscriber.lessons_consented_at,
+            settled=frozenset(settled.get(subscriber.id, ())),
+            done=frozenset(done.get(subscriber.id, ())),
+            programs_clicked=_programs(regimen, clicks.get(subscriber.id, ()))),
+            first_seen.get(regimen.key, {}), now)
+        deliveries += [{"subscriber_id": subscriber.id, "lesson": lesson.key,
+                        "regimen": regimen.key, "outcome": LessonOutcome.SKIPPED,
+                        "reason": reason.value, "at": now} for lesson, reason in result.skipped]
+        if result.send is not None:
+            deliveries.append({"subscriber_id": subscriber.id, "lesson": result.send.key,
+                               "regimen": regimen.key, "outcome": LessonOutcome.QUEUED,
+                               "reason": None, "at": now})
+            to_send[subscriber.id, result.send.key] = subscriber
+        subscriber.next_lesson_at = result.next_at
+    await session.flush()
+    if deliveries:
+        inserted = await session.run_sync(lambda sync: insert_rows(
+            sync, table_of(LessonDelivery), deliveries,
+            returning=[table_of(LessonDelivery).c.subscriber_id,
+                       table_of(LessonDelivery).c.lesson],
+            skip_duplicates_of=("subscriber_id", "lesson")).all())
+        # Only the lessons this transaction settled: one settled before is never sent again.
+        mails = [{"subscriber_id": subscriber_id, "kind": MailKind.LESSON, "lesson": lesson,
+                  "key": outbox_key(to_send[subscriber_id, lesson].public_id, lesson)}
+                 for subscriber_id, lesson in inserted if (subscriber_id, lesson) in to_send]
+        await session.run_sync(outbox.queue_rows, mails)
+    return len(subscribers)
+
+
+def _may_get_lessons(subscriber: Subscriber) -> bool:
+    return (subscriber.status is SubscriberStatus.CONFIRMED
+            and subscriber.lessons_consented_at is not None
+            and subscriber.lessons_stopped_at is None
+            and subscriber.reader.suppressed_at is None)
+
+
+def _programs(regimen: Regimen, clicked: Iterable[str]) -> frozenset[str]:
+    """The programs whose purchase link the reader followed: a next step's program link (the
+    program's key) or a paid exercise's link (its program)."""
+    by_slug = {exercise.slug: exercise.program for exercise in regimen.exercises()}
+    programs: set[str] = set()
+    for name in clicked:
+        program = by_slug.get(name, name if name in regimen.programs else None)
+        if program is not None:
+            programs.add(program)
+    return frozenset(programs)
+
+
+async def _values_by_subscriber(session: AsyncSession, value: Any,
+                                *where: ColumnElement[bool]) -> dict[int, list[str]]:
+    """`value` of the rows matching `where`, grouped by the row's subscriber."""
+    grouped: dict[int, list[str]] = {}
+    rows = await session.execute(select(value.table.c.subscriber_id, value).where(*where))
+    for subscriber_id, found in rows:
+        if found is not None:
+            grouped.setdefault(subscriber_id, []).append(found)
+    return grouped
