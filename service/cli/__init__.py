@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import author, content, mail, readers, server
+from service.cli import author, content, lessons, mail, readers, server
 
 app = typer.Typer(help="Deliver a free exercise regimen to a blog's readers, with double opt-in.",
                   no_args_is_help=True, add_completion=False)
@@ -18,3 +18,4 @@ app.add_typer(mail.outbox_app, name="outbox")
 app.command()(author.stats)
 app.add_typer(readers.subscribers_app, name="subscribers")
 app.add_typer(author.secret_app, name="secret")
+app.add_typer(lessons.lessons_app, name="lessons")

@@ -201,6 +201,43 @@ def test_send_test_mails_one_of_each(cli_env: None, smtp: MailSink) -> None:
         == [f"sent: lesson {lesson.key}" for lesson in lessons]
 
 
+def test_lessons_preview_prints_a_lesson_with_sample_progress(cli_env: None) -> None:
+    result = CliRunner().invoke(app, ["lessons", "preview", "--regimen", "sacro-iliac",
+                                      "--lesson", "next-free-exercise"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Subject: Your next free exercise\n")
+    text = " ".join(result.output.split())
+    # The sample reader read it through and did the first two exercises.
+    assert "You have marked 2 of the 10 exercises done so far." in text
+    assert "Your next one is Arch and flatten <" in text
+    assert "/go/arch-and-flatten?lesson=next-free-exercise>" in text
+
+
+def test_lessons_preview_sends_it_when_asked(cli_env: None, smtp: MailSink) -> None:
+    result = CliRunner().invoke(app, ["lessons", "preview", "--regimen", "sacro-iliac",
+                                      "--lesson", "after-unit-1", "--to", "Author@Example.org"])
+    assert result.exit_code == 0, result.output
+    [sent] = smtp.messages
+    assert str(sent["To"]) == "author@example.org"
+    assert str(sent["Subject"]) == "When Unit 1 is done: what comes next"
+    assert "/lessons/stop/" in sent["List-Unsubscribe"]
+
+
+@pytest.mark.parametrize(("regimen", "lesson", "said"), [
+    ("no-such", "after-unit-1", "No regimen 'no-such'; the content has: neck-and-shoulders, "
+                                 "sacro-iliac"),
+    ("sacro-iliac", "no-such", "No lesson 'no-such' in sacro-iliac; its lessons: "
+                               "how-it-should-feel, next-free-exercise, after-unit-1"),
+    ("neck-and-shoulders", "x", "its lessons: none"),
+])
+def test_lessons_preview_names_what_there_is(cli_env: None, regimen: str, lesson: str,
+                                             said: str) -> None:
+    result = CliRunner().invoke(app, ["lessons", "preview", "--regimen", regimen,
+                                      "--lesson", lesson])
+    assert result.exit_code == 2
+    assert said in result.output
+
+
 def test_send_test_says_when_the_server_is_away(cli_env: None) -> None:
     # No SMTP server is listening on the configured port in this test.
     result = CliRunner().invoke(app, ["send-test", "author@example.org"])

@@ -20,6 +20,8 @@ from service.core.content import READ_THROUGH
 from service.core.database import Database
 from service.core.lessons import promise
 from service.core.models import (
+    Event,
+    EventKind,
     LessonDelivery,
     LessonOutcome,
     MailKind,
@@ -30,6 +32,7 @@ from service.core.models import (
 )
 from service.core.settings import Settings
 from service.delivery.worker import Pace, Worker
+from service.funnel import lesson_stats
 from service.readers import privacy
 from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
@@ -396,3 +399,62 @@ async def settled_rows(db: Database) -> list[tuple[int, str]]:
     async with db.transaction() as session:
         return [tuple(row) for row in await session.execute(  # type: ignore[misc]
             select(LessonDelivery.subscriber_id, LessonDelivery.lesson))]
+
+
+async def test_the_authors_numbers_per_lesson(runtime: Runtime) -> None:
+    """Each figure from a history written row by row, so each number is known."""
+    t0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    window = timedelta(seconds=60)
+    first, second = "how-it-should-feel", "next-free-exercise"
+    async with runtime.db.transaction() as session:
+        ids = {}
+        for name in ("r1", "r2", "r3", "r4", "r5"):
+            reader, row = new_subscription(f"{name}@example.org",
+                                           status=SubscriberStatus.CONFIRMED,
+                                           confirmed_at=t0 - 2 * DAY)
+            session.add(reader)
+            await session.flush()
+            session.add(row)
+            await session.flush()
+            ids[name] = row.id
+
+        def delivered(name: str, lesson: str, at: datetime,
+                      outcome: LessonOutcome = LessonOutcome.QUEUED) -> LessonDelivery:
+            return LessonDelivery(subscriber_id=ids[name], lesson=lesson,
+                                  regimen=DEFAULT_REGIMEN, outcome=outcome,
+                                  reason="exercise_done" if outcome is LessonOutcome.SKIPPED
+                                  else None, at=at)
+
+        session.add_all([
+            delivered("r1", first, t0), delivered("r2", first, t0),
+            delivered("r3", first, t0, LessonOutcome.SKIPPED), delivered("r4", first, t0),
+            delivered("r4", second, t0 + 3 * DAY), delivered("r5", first, t0 - 40 * DAY),
+            OutboxMessage(kind=MailKind.LESSON, lesson=first, subscriber_id=ids["r4"],
+                          status=OutboxStatus.CANCELLED),
+            # r1: a scanner within the window (not counted), then the reader clicks.
+            Event(kind=EventKind.REGIMEN_OPENED, subscriber_id=ids["r1"], lesson=first,
+                  created_at=t0 + timedelta(seconds=10)),
+            Event(kind=EventKind.EXERCISE_CLICKED, subscriber_id=ids["r1"], lesson=first,
+                  exercise="gentle-back-exercise", created_at=t0 + timedelta(hours=1)),
+            # r2: a purchase click 8 days later (outside the 7), and stops the lessons.
+            Event(kind=EventKind.PROGRAM_CLICKED, subscriber_id=ids["r2"],
+                  exercise="free_your_back", created_at=t0 + 8 * DAY),
+        ])
+        await session.execute(update(Subscriber).where(Subscriber.id == ids["r2"])
+                              .values(lessons_stopped_at=t0 + timedelta(hours=2)))
+        # r4 unsubscribes after the second lesson: that one is "stopped after", not the first.
+        await session.execute(update(Subscriber).where(Subscriber.id == ids["r4"])
+                              .values(unsubscribed_at=t0 + 4 * DAY))
+    async with runtime.db.transaction() as session:
+        [figures] = await lesson_stats.lessons(session, list(runtime.catalog.regimens.values()),
+                                               t0 - DAY, window)
+    assert figures.key == DEFAULT_REGIMEN
+    by_key = {each.key: each for each in figures.lessons}
+    assert list(by_key) == [lesson.key for lesson in runtime.regimen.lessons]
+    assert by_key[first] == lesson_stats.LessonFigures(
+        key=first, subject=runtime.regimen.lessons[0].subject, after_days=2, sent=2, skipped=1,
+        opened=1, clicked_within_7_days=1, stopped_after=1)
+    assert (by_key[second].sent, by_key[second].stopped_after) == (1, 1)
+    assert by_key["after-unit-1"].sent == 0
+    text = "\n".join(lesson_stats.lines([figures]))
+    assert re.search(rf"{first}\s+2\s+2\s+1\s+1\s+1\s+1$", text, re.M), text
