@@ -21,6 +21,7 @@ purchase link of every program it pitches is not sent it.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Self
@@ -98,10 +99,15 @@ class Lesson(BaseModel):
     def delay(self) -> timedelta:
         return timedelta(days=self.after)
 
+    @functools.cached_property
+    def _links(self) -> tuple[str, ...]:
+        # Parsed once: the scheduler asks for each due reader.
+        return tuple(str(token.attrs["href"]) for token in _inline_tokens(self.body)
+                     if token.type == "link_open")
+
     def links(self) -> list[str]:
         """Every link target in the body, in order (`exercise:…`, `program:…` or addresses)."""
-        return [str(token.attrs["href"]) for token in _inline_tokens(self.body)
-                if token.type == "link_open"]
+        return list(self._links)
 
     def exercises(self) -> list[str]:
         """The exercises the body links to, by slug."""

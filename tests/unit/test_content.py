@@ -444,3 +444,55 @@ def test_check_online_names_the_file_of_each_broken_link(cli_env: Path, site: st
     code, output = check(root, "--online")
     assert code == 1
     assert output.endswith(f"{root}/regimens/neck.yaml:\n  broken: {site}/gone (HTTP 404)\n")
+
+
+LESSONS = GOOD + """\
+lessons:
+  - key: first
+    after: 2 days
+    subject: "How it should feel"
+    body: |
+      Try [the gentle back](exercise:gentle-back), then {next_exercise}.
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ("{next_exercise}", "{next_exersize}",
+     "line 22: lessons.0: unknown variable(s) {next_exersize} in body"),
+    ("exercise:gentle-back", "exercise:gentle-bak",
+     "line 25: lessons.0.body: links to exercise:gentle-bak, but no exercise has that slug"),
+    ("exercise:gentle-back", "program:front",
+     "line 25: lessons.0.body: links to program:front, but 'front' is not under programs:"),
+    ("exercise:gentle-back", "mailto:me@example.org",
+     "line 25: lessons.0.body: links to 'mailto:me@example.org': a link is exercise:SLUG"),
+    ("after: 2 days", "after: 36 hours",
+     "line 23: lessons.0.after: write the delay as whole days or weeks"),
+    ("    after: 2 days\n", "    after: 2 days\n    about: gentle-bak\n",
+     "line 24: lessons.0.about: no exercise has the slug 'gentle-bak'"),
+    ("    after: 2 days\n", "    after: 2 days\n    skip_if: {unit_done: 2}\n",
+     "line 24: lessons.0.skip_if.unit_done: there is no unit 2 (the regimen has 1)"),
+    ("  - key: first\n", "  - key: First Lesson\n", "line 22: lessons.0.key: String should"),
+])
+def test_a_broken_lesson_names_line_and_field(tmp_path: Path, old: str, new: str,
+                                              problem: str) -> None:
+    assert load_regimen(write(tmp_path, LESSONS)).lessons[0].after == 2
+    assert old in LESSONS
+    with pytest.raises(ContentError) as error:
+        load_regimen(write(tmp_path, LESSONS.replace(old, new, 1)))
+    assert len(error.value.problems) == 1, error.value.problems
+    assert error.value.problems[0].startswith(problem), error.value.problems[0]
+
+
+def test_two_lessons_with_one_key(tmp_path: Path) -> None:
+    twice = LESSONS + LESSONS.split("lessons:\n")[1]
+    with pytest.raises(ContentError) as error:
+        load_regimen(write(tmp_path, twice))
+    assert error.value.problems == ["line 27: lessons.1.key: lesson key 'first' is used twice"]
+
+
+def test_the_shipped_example_has_three_lessons_in_order_of_days() -> None:
+    regimen = load_content(SHIPPED).default
+    assert [(lesson.key, lesson.after) for lesson in regimen.lessons] == [
+        ("how-it-should-feel", 2), ("next-free-exercise", 5), ("after-unit-1", 12)]
+    assert regimen.lessons[0].about == "gentle-back-exercise"
+    assert regimen.lessons[2].programs() == ["free_your_back"]
