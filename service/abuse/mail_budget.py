@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.bulk import among
-from service.core.models import OutboxMessage, Subscriber
+from service.core.models import MailKind, OutboxMessage, Subscriber
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ def mail_windows(spec: str) -> list[MailWindow]:
 
 class MailBudget:
     """What the per-address windows still allow each of some addresses, from the outbox: every
-    mail to the address counts, whichever of its regimens it is for."""
+    mail a signup caused counts, whichever of its regimens it is for. Lessons do not: the
+    reader agreed to them, they come on the author's schedule, and a lesson this morning must
+    not hold back the confirmation of a regimen asked for this afternoon."""
 
     def __init__(self, windows: Sequence[MailWindow], now: datetime,
                  queued: dict[str, list[datetime]]) -> None:
@@ -55,7 +57,8 @@ class MailBudget:
                 select(Subscriber.email, OutboxMessage.created_at)
                 .join(Subscriber, Subscriber.id == OutboxMessage.subscriber_id)
                 .where(among(session, Subscriber.email, emails),
-                       OutboxMessage.created_at > since))
+                       OutboxMessage.created_at > since,
+                       OutboxMessage.kind != MailKind.LESSON))
             for email, created_at in rows:
                 queued.setdefault(email, []).append(created_at)
         return cls(windows, now, queued)

@@ -458,3 +458,30 @@ async def test_the_authors_numbers_per_lesson(runtime: Runtime) -> None:
     assert by_key["after-unit-1"].sent == 0
     text = "\n".join(lesson_stats.lines([figures]))
     assert re.search(rf"{first}\s+2\s+2\s+1\s+1\s+1\s+1$", text, re.M), text
+
+
+async def test_a_lesson_does_not_hold_back_a_confirmation_asked_for_later(
+    settings: Settings, db: Database, smtp: MailSink, clock: Clock,
+) -> None:
+    """The per-address budget (here one mail per 5 minutes) counts mail that signups cause; a
+    lesson the reader agreed to is not one of them."""
+    strict = settings.model_copy(update={"mails_per_address": "1/5minutes;3/day"})
+    async with build_runtime(strict) as runtime:
+        transport = httpx.ASGITransport(app=create_app(runtime, run_worker=False))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            worker = worker_for(runtime, clock)
+            await confirmed(http, worker, smtp, "reader@example.org")
+            two_days_ago = datetime.now(UTC) - 2 * DAY - timedelta(minutes=1)
+            async with db.transaction() as session:  # as if confirmed two days ago
+                await session.execute(update(Subscriber).values(
+                    lessons_consented_at=two_days_ago, next_lesson_at=two_days_ago,
+                    confirmed_at=two_days_ago))
+                await session.execute(update(OutboxMessage).values(created_at=two_days_ago))
+            await worker.lessons()
+            await worker.deliver_due()
+            assert [row[1] for row in await lessons_queued(db)] == ["how-it-should-feel"]
+            await http.post("/subscribe", data={"email": "reader@example.org",
+                                                "regimen": OTHER_REGIMEN})
+            await worker.deliver_due()
+            last = (await mails_to(smtp, 4))[-1]
+    assert "/confirm/" in " ".join(links_in(last))

@@ -446,3 +446,17 @@ def test_rspamd_scores_every_mail_at_most_zero(
     REPORT.append(f"rspamd {mail}: {total} counted, {answer['score']:.2f} in all; "
                   f"{sorted((n, s) for n, s in symbols.items() if s)}")
     assert total <= 0, sorted(counted.items(), key=lambda item: -item[1])
+
+
+@pytest.mark.parametrize("mail", MAILS, ids=str)
+def test_nothing_the_reader_typed_is_in_the_mail_but_the_address_in_to(
+    runtime: Runtime, mail: Mail,
+) -> None:
+    """A public form must not become a way to mail strangers words: the only thing a visitor
+    typed that reaches a mail, lessons included, is the address, in To."""
+    typed = Subscriber(public_id="pub-789", email="words.of.a.stranger@example.org",
+                       regimen=DEFAULT_REGIMEN, token_version=1,
+                       status=SubscriberStatus.CONFIRMED)
+    data = mail.of(runtime, typed).data
+    assert data.count(b"words.of.a.stranger") == 1
+    assert b"To: words.of.a.stranger@example.org\r\n" in data
