@@ -50,6 +50,10 @@ from service.web.texts import TEXTS
 
 router = APIRouter(default_response_class=Response, responses=CRASHED)
 
+# The query of the page a Done button comes back to (without the page's script): the reader
+# is on the page already, so this showing is not counted as another opening.
+AFTER_DONE = "after=done"
+
 Slug = Annotated[str, Path(description="An exercise of the regimen, as named in the content "
                                        "file.")]
 Step = Annotated[str, Path(description="An exercise of the regimen, by its slug in the content "
@@ -87,7 +91,8 @@ def page_links(token: str) -> dict[str, Any]:
 async def regimen_page(request: Request, token: Token, runtime: RuntimeDep,
                        lesson: FromLesson = None) -> Response:
     holder = await token_holder(runtime, Purpose.REGIMEN, token,
-                                counted=EventKind.REGIMEN_OPENED,
+                                counted=None if request.url.query == AFTER_DONE
+                                else EventKind.REGIMEN_OPENED,
                                 from_mail=request.url.query != VIA_PAGE, offered_only=True,
                                 with_progress=True, lesson=lesson)
     assert holder.regimen is not None
@@ -141,7 +146,8 @@ async def mark_done(request: Request, token: Token, step: Step,
     if wants_json(request):
         return JSONResponse(marked(regimen, token, step, now_done, done),
                             headers=PRIVATE_HEADERS)
-    return RedirectResponse(f"/r/{token}#{step}", status_code=303, headers=PRIVATE_HEADERS)
+    return RedirectResponse(f"/r/{token}?{AFTER_DONE}#{step}", status_code=303,
+                            headers=PRIVATE_HEADERS)
 
 
 def marked(regimen: Regimen, token: str, step: str, done: bool,

@@ -96,8 +96,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         mail_url=f"smtp://127.0.0.1:{smtp_port}",
         mail_from="Lawrence Gold <regimen@regimen.test>",
         content_path=content, allowed_origins=[blog.origin],
-        # Every signup of every test comes from 127.0.0.1, within a minute or so.
-        signups_per_ip="100/minute",
+        # Every signup of every test comes from 127.0.0.1, within a minute or so; so does every
+        # opening of a personal link and every Done button pressed, dozens a minute.
+        signups_per_ip="100/minute", link_opens_per_ip="1000/minute",
     )
     migrate(database_url)
     # Exactly what `regimen embed --source …` prints, pasted into the post.

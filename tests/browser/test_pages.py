@@ -1,9 +1,10 @@
-"""Every page a reader (or the author) can meet, at phone and desktop width and in dark mode:
+"""Every page a reader (or the author) can meet, at phone and desktop width, light and dark:
 a screenshot of each (into docs/screenshots/ with `make screenshots`), and axe-core finds no
 serious or critical accessibility problem on any of them.
 
 The tour's reader signs up on the blog post (whose snippet names no regimen: the default one),
-then for the second shipped regimen on its hosted form, and confirms both with one button."""
+then for the second shipped regimen on its hosted form, and confirms both with one button; on
+their regimen page they mark exercises done, half way through Unit 1 and then all of it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from service.abuse.bots import MIN_FILL_SECONDS
+from service.core.content import READ_THROUGH
 from service.readers.tokens import Purpose
 from service.web.texts import ERROR_TEXT, TEXTS, titles
 from tests.browser.conftest import (
@@ -34,11 +36,20 @@ VARIANTS = {
     "phone": {"phone": True},
     "desktop": {"phone": False},
     "phone-dark": {"phone": True, "dark": True},
+    "desktop-dark": {"phone": False, "dark": True},
 }
 
 
 def heading(page: Page, text: str) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text(text)
+
+
+def mark_done(page: Page, step: str) -> None:
+    """Press a step's Done button; the page's script updates it in place."""
+    button = page.locator(f"li[id='{step}']").get_by_role("button")
+    expect(button).to_have_text(TEXTS.regimen.mark_done)
+    button.click()
+    expect(button).to_have_text(TEXTS.regimen.marked_done)
 
 
 def tour(page: Page, world: World, address: str) -> Iterator[str]:
@@ -109,6 +120,30 @@ def tour(page: Page, world: World, address: str) -> Iterator[str]:
     assert default.destination(first) in printed
     yield "regimen-print"
     page.emulate_media(media="screen")
+    # Read through, and two of Unit 1's exercises done: the page shows where to go on.
+    unit_1 = default.units[0]
+    for step in [READ_THROUGH, *(exercise.slug for exercise in unit_1.exercises[:2])]:
+        mark_done(page, step)
+    expect(page.locator("#progress .continue")).to_have_text(
+        f"{TEXTS.regimen.continue_with} {unit_1.exercises[2].title}")
+    expect(page.locator("#progress .count").first).to_have_text(
+        TEXTS.regimen.unit_count.format(done=2, total=len(unit_1.exercises)))
+    yield "regimen-half-done"
+    for exercise in unit_1.exercises[2:]:
+        mark_done(page, exercise.slug)
+    # As the reader finds it when they come back: with the author's next steps.
+    page.reload()
+    offered = page.locator("#progress .next-steps")
+    expect(offered.get_by_role("heading")).to_have_text(
+        TEXTS.regimen.next_steps.format(unit=unit_1.title))
+    expect(offered.get_by_role("link")).to_have_text([step.title for step in unit_1.next_steps])
+    yield "regimen-unit-1-done"
+    # On paper, each next step writes out where it leads too.
+    page.emulate_media(media="print")
+    for link, step in zip(offered.get_by_role("link").all(), unit_1.next_steps, strict=True):
+        printed = link.evaluate("a => getComputedStyle(a, '::after').content")
+        assert (default.programs[step.program].url if step.program else str(step.url)) in printed
+    page.emulate_media(media="screen")
     page.goto(regimen_mail_link(world, address, default.title, "/unsubscribe/", count=3))
     heading(page, TEXTS.unsubscribe.heading)
     expect(page.get_by_role("button")).to_have_text(
@@ -161,6 +196,6 @@ def test_every_page_reads_well_and_passes_axe(
         tab.page.screenshot(path=screenshots / f"{name}-{variant}.png", full_page=True)
         problems[name] = axe_violations(tab.page)
     context.close()
-    assert len(seen) == 22
+    assert len(seen) == 24
     assert {name: found for name, found in problems.items() if found} == {}
     assert unexpected(tab.errors) == []

@@ -19,6 +19,7 @@ from service.core.models import Event, EventKind, Progress, Reader, SubscriberSt
 from service.readers import privacy
 from service.readers.tokens import Purpose
 from service.runtime import Runtime
+from service.web.regimen import AFTER_DONE
 from service.web.texts import TEXTS
 from tests.helpers import DEFAULT_REGIMEN, OTHER_REGIMEN, count_rows, new_subscription
 
@@ -95,7 +96,7 @@ async def test_done_without_the_script_comes_back_to_the_step_and_moves_on(
     page = await regimen_link(runtime)
     pressed = await client.post(f"{page}/done/{READ_THROUGH}", data={"done": "1"})
     assert pressed.status_code == 303
-    assert pressed.headers["location"] == f"{page}#{READ_THROUGH}"
+    assert pressed.headers["location"] == f"{page}?{AFTER_DONE}#{READ_THROUGH}"
     assert pressed.headers["cache-control"] == "no-store"
     after = await client.get(page)
     assert continue_line(after) == f"{WORDS.continue_with} The gentle back exercise"
@@ -199,7 +200,9 @@ async def test_bad_presses_get_a_clear_answer_and_change_nothing(
     page = await regimen_link(runtime)
     pending = await regimen_link(runtime, "pending@example.org", confirmed=False)
     token = page.rsplit("/", 1)[1]
-    tampered = f"/r/{token[:-2]}{'AB' if token[-2:] != 'AB' else 'CD'}"
+    # A character in the middle of the signature (the last one may carry unused bits).
+    middle = len(token) - 10
+    tampered = f"/r/{token[:middle]}{'A' if token[middle] != 'A' else 'B'}{token[middle + 1:]}"
     answers = {
         "unknown step": await client.post(f"{page}/done/no-such-exercise"),
         "another regimen's exercise": await client.post(f"{page}/done/lying-head-turn"),
@@ -264,3 +267,23 @@ async def test_progress_is_exported_and_erased_with_the_reader(
         await privacy.erase(session, "reader@example.org", runtime.settings.secret_keys[0],
                             utcnow())
     assert await count_rows(db, Progress) == 0
+
+
+async def test_the_page_after_a_press_is_not_another_opening(
+    client: httpx.AsyncClient, runtime: Runtime, db: Database,
+) -> None:
+    """Without the script each press comes back to the page: the reader never left it, so the
+    author's count of regimen openings does not grow with every press."""
+    page = await regimen_link(runtime)
+
+    async def openings() -> int:
+        async with db.transaction() as session:
+            return len(list(await session.scalars(
+                select(Event.id).where(Event.kind == EventKind.REGIMEN_OPENED))))
+
+    await client.get(page)
+    assert await openings() == 1
+    for step in (READ_THROUGH, "gentle-back-exercise", "sacrum-self-appraisal"):
+        pressed = await client.post(f"{page}/done/{step}")
+        assert (await client.get(pressed.headers["location"].split("#")[0])).status_code == 200
+    assert await openings() == 1
