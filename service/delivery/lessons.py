@@ -34,7 +34,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,6 +51,7 @@ from service.core.models import (
     LessonSeen,
     MailKind,
     Progress,
+    Reader,
     Subscriber,
     SubscriberStatus,
     table_of,
@@ -193,19 +194,41 @@ async def note_content(session: AsyncSession, catalog: Catalog, now: datetime) -
     return looked_again
 
 
+class _Due(NamedTuple):
+    """What the scheduler reads of a subscription whose time has come."""
+
+    id: int
+    public_id: str
+    regimen: str
+    status: SubscriberStatus
+    lessons_consented_at: datetime | None
+    lessons_stopped_at: datetime | None
+    suppressed_at: datetime | None
+
+    @property
+    def may_get_lessons(self) -> bool:
+        return (self.status is SubscriberStatus.CONFIRMED
+                and self.lessons_consented_at is not None
+                and self.lessons_stopped_at is None and self.suppressed_at is None)
+
+
 async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
                     limit: int) -> int:
     """Settle the lessons due for up to `limit` subscriptions whose time to be looked at has
     come; return how many subscriptions were looked at (fewer than `limit`: none are left)."""
-    query = (select(Subscriber).where(Subscriber.next_lesson_at <= now)
+    query = (select(Subscriber.id, Subscriber.public_id, Subscriber.regimen, Subscriber.status,
+                    Subscriber.lessons_consented_at, Subscriber.lessons_stopped_at,
+                    Reader.suppressed_at)
+             .join(Reader, Reader.email == Subscriber.email)
+             .where(Subscriber.next_lesson_at <= now)
              .order_by(Subscriber.next_lesson_at).limit(limit))
     if on_postgresql(session.sync_session):
         # Workers take disjoint sets: a subscription another worker holds waits for its turn.
         query = query.with_for_update(skip_locked=True, of=Subscriber)
-    subscribers = list(await session.scalars(query))
-    if not subscribers:
+    due = [_Due(*row) for row in await session.execute(query)]
+    if not due:
         return 0
-    ids = [subscriber.id for subscriber in subscribers]
+    ids = [each.id for each in due]
     settled = await _values_by_subscriber(session, LessonDelivery.lesson,
                                           LessonDelivery.subscriber_id.in_(ids))
     done = await _values_by_subscriber(session, Progress.step, Progress.subscriber_id.in_(ids))
@@ -217,32 +240,37 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
             select(LessonSeen.regimen, LessonSeen.lesson, LessonSeen.first_seen_at)):
         first_seen.setdefault(regimen_key, {})[lesson_key] = at
     deliveries: list[dict[str, object]] = []
-    to_send: dict[tuple[int, str], Subscriber] = {}
-    for subscriber in subscribers:
-        regimen = catalog.get(subscriber.regimen)
-        if not _may_get_lessons(subscriber):
-            subscriber.next_lesson_at = None
+    to_send: dict[tuple[int, str], str] = {}
+    look_again: dict[datetime | None, list[int]] = {}
+    for each in due:
+        regimen = catalog.get(each.regimen)
+        if not each.may_get_lessons:
+            look_again.setdefault(None, []).append(each.id)
             continue
         if regimen is None:
-            subscriber.next_lesson_at = now + REGIMEN_AWAY
+            look_again.setdefault(now + REGIMEN_AWAY, []).append(each.id)
             continue
-        assert subscriber.lessons_consented_at is not None
+        assert each.lessons_consented_at is not None
         result = plan(regimen, ReaderState(
-            confirmed_at=subscriber.lessons_consented_at,
-            settled=frozenset(settled.get(subscriber.id, ())),
-            done=frozenset(done.get(subscriber.id, ())),
-            programs_clicked=_programs(regimen, clicks.get(subscriber.id, ()))),
+            confirmed_at=each.lessons_consented_at,
+            settled=frozenset(settled.get(each.id, ())),
+            done=frozenset(done.get(each.id, ())),
+            programs_clicked=_programs(regimen, clicks.get(each.id, ()))),
             first_seen.get(regimen.key, {}), now)
-        deliveries += [{"subscriber_id": subscriber.id, "lesson": lesson.key,
+        deliveries += [{"subscriber_id": each.id, "lesson": lesson.key,
                         "regimen": regimen.key, "outcome": LessonOutcome.SKIPPED,
                         "reason": reason.value, "at": now} for lesson, reason in result.skipped]
         if result.send is not None:
-            deliveries.append({"subscriber_id": subscriber.id, "lesson": result.send.key,
+            deliveries.append({"subscriber_id": each.id, "lesson": result.send.key,
                                "regimen": regimen.key, "outcome": LessonOutcome.QUEUED,
                                "reason": None, "at": now})
-            to_send[subscriber.id, result.send.key] = subscriber
-        subscriber.next_lesson_at = result.next_at
-    await session.flush()
+            to_send[each.id, result.send.key] = each.public_id
+        look_again.setdefault(result.next_at, []).append(each.id)
+    # Readers due together mostly look again together: one statement per time, not per reader.
+    for when, subscriber_ids in look_again.items():
+        await session.execute(update(Subscriber).where(Subscriber.id.in_(subscriber_ids))
+                              .values(next_lesson_at=when)
+                              .execution_options(synchronize_session=False))
     if deliveries:
         inserted = await session.run_sync(lambda sync: insert_rows(
             sync, table_of(LessonDelivery), deliveries,
@@ -251,17 +279,10 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
             skip_duplicates_of=("subscriber_id", "lesson")).all())
         # Only the lessons this transaction settled: one settled before is never sent again.
         mails = [{"subscriber_id": subscriber_id, "kind": MailKind.LESSON, "lesson": lesson,
-                  "key": outbox_key(to_send[subscriber_id, lesson].public_id, lesson)}
+                  "key": outbox_key(to_send[subscriber_id, lesson], lesson)}
                  for subscriber_id, lesson in inserted if (subscriber_id, lesson) in to_send]
         await session.run_sync(outbox.queue_rows, mails)
-    return len(subscribers)
-
-
-def _may_get_lessons(subscriber: Subscriber) -> bool:
-    return (subscriber.status is SubscriberStatus.CONFIRMED
-            and subscriber.lessons_consented_at is not None
-            and subscriber.lessons_stopped_at is None
-            and subscriber.reader.suppressed_at is None)
+    return len(due)
 
 
 def _programs(regimen: Regimen, clicked: Iterable[str]) -> frozenset[str]:
