@@ -22,6 +22,18 @@ reader's milestones (`confirm_page_opened_at` for the person's opening only,
 `regimen_opened_at`, `first_click_at`) are filled to agree with those events, as
 `service.funnel.events.record` sets them. The page and the funnel are measured for every
 regimen together and for each one (`?regimen=KEY`, `regimen stats --regimen KEY`).
+
+Progress (how far readers get, service.funnel.progress_stats, on the page since issue 15): 40 %
+of the confirmed readers mark steps done, in the page's order (reading it through, then each
+exercise), one a day from confirming (never later than now): half of them stop inside Unit 1,
+35 % right after finishing it, 15 % go on into the later units. About half of those who
+finished Unit 1 click its next step's program link an hour after (PROGRAM_CLICKED); two in
+three of those who got through the sacro-iliac regimen's Unit 2 click an exercise of Unit 3
+(its program's purchase link) a day after; a tenth of those who stopped inside Unit 1 click
+the program link before finishing it (which must not count as "then"). The exercise clicks
+seeded above fall within the hour of confirming, before any unit is finished. Measured as
+well, in process: the funnel report alone (`stats.report`: the page before progress) and the
+progress figures alone (`progress_stats.how_far_each`), so the page's cost splits.
 """
 
 from __future__ import annotations
@@ -49,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 from service.core.migrations import migrate  # noqa: E402
 from service.core.models import utcnow  # noqa: E402
 from service.core.settings import load_settings  # noqa: E402
-from service.funnel import stats  # noqa: E402
+from service.funnel import progress_stats, stats  # noqa: E402
 from service.runtime import build_runtime  # noqa: E402
 from service.web.app import create_app  # noqa: E402
 
@@ -130,6 +142,57 @@ SELECT setval(pg_get_serial_sequence('subscribers', 'id'), {n});
 SELECT setval(pg_get_serial_sequence('readers', 'id'), {n});
 """
 
+# Who marks how much, from two hashes of the id (whether; g: how far, 0-99), per regimen: its
+# steps in the page's order, the size of its Unit 1, its Unit 1's next-step program and an
+# exercise of its Unit 3. (Hashes, not id arithmetic: the rest of the seed spreads readers by
+# id modulo 5, 8 and 20, which a product of the id would fall in step with.)
+PROGRESS_SEED = """
+CREATE TEMPORARY TABLE marking AS
+SELECT m.*, CASE WHEN g < 50 THEN 1 + g % unit1 WHEN g < 85 THEN 1 + unit1
+                 ELSE 2 + unit1 + g % (cardinality(steps) - 1 - unit1) END AS depth
+FROM (SELECT s.id, s.regimen, s.created_at, s.confirmed_at, r.steps, r.unit1, r.program,
+             r.unit3, abs(hashint4(s.id)) % 100 AS g
+      FROM subscribers AS s
+      JOIN (VALUES ('sacro-iliac', '{{{sacro}}}'::text[], {sacro_unit1}, 'free_your_back',
+                    'walking-integration'),
+                   ('neck-and-shoulders', '{{{neck}}}'::text[], {neck_unit1}, 'free_your_neck',
+                    NULL))
+           AS r (key, steps, unit1, program, unit3) ON r.key = s.regimen
+      WHERE s.confirmed_at IS NOT NULL AND abs(hashtext(s.id::text)) % 100 < 40) AS m;
+
+INSERT INTO progress (subscriber_id, step, regimen, signed_up_at, done_at)
+SELECT m.id, m.steps[k], m.regimen, m.created_at,
+       least(now(), m.confirmed_at + (k - 1) * interval '1 day' + interval '5 minutes')
+FROM marking AS m CROSS JOIN LATERAL generate_series(1, m.depth) AS k
+ORDER BY m.created_at DESC, m.id, k;
+
+-- The next step's program link, a day after finishing Unit 1 (its step k = 1 + unit1).
+INSERT INTO events (kind, subscriber_id, exercise, created_at)
+SELECT 'program_clicked', id, program,
+       least(now(), confirmed_at + unit1 * interval '1 day' + interval '1 hour')
+FROM marking WHERE g >= 70 AND g % 5 <> 0;
+
+-- Into Unit 3 of the sacro-iliac regimen (8 of its 10 exercises done): its program's link.
+INSERT INTO events (kind, subscriber_id, exercise, created_at)
+SELECT 'exercise_clicked', id, unit3, least(now(), confirmed_at + 9 * interval '1 day')
+FROM marking WHERE unit3 IS NOT NULL AND depth >= 9 AND g % 3 <> 0;
+
+-- Before finishing Unit 1: not "then".
+INSERT INTO events (kind, subscriber_id, exercise, created_at)
+SELECT 'program_clicked', id, program, confirmed_at + interval '30 minutes'
+FROM marking WHERE g < 50 AND g % 10 = 3;
+
+UPDATE subscribers AS s SET first_click_at = least(s.first_click_at, e.first)
+FROM (SELECT subscriber_id, min(created_at) AS first FROM events
+      WHERE kind = 'exercise_clicked' GROUP BY subscriber_id) AS e
+WHERE s.id = e.subscriber_id AND (s.first_click_at IS NULL OR e.first < s.first_click_at);
+
+DROP TABLE marking;
+"""
+# Each regimen's steps in the page's order, and how many of them make its Unit 1.
+STEPS = {key: ["read-it-through", *slugs] for key, slugs in REGIMENS.items()}
+UNIT1 = {"sacro-iliac": 5, "neck-and-shoulders": 3}
+
 
 async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[str, int]:
     target = make_url(url)
@@ -139,9 +202,14 @@ async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[st
         held = await conn.fetchval("SELECT count(*) FROM subscribers")
         if held and not reseed:
             print(f"using the {held} readers already in the database", file=sys.stderr)  # noqa: T201
+            if not await conn.fetchval("SELECT count(*) FROM progress"):
+                started = time.perf_counter()
+                await seed_progress(conn)
+                print(f"seeded progress in {time.perf_counter() - started:.0f} s",  # noqa: T201
+                      file=sys.stderr)
         else:
             await conn.execute("TRUNCATE readers, subscribers, consents, outbox, events, "
-                               "worker_heartbeats RESTART IDENTITY CASCADE")
+                               "progress, worker_heartbeats RESTART IDENTITY CASCADE")
             confirmed = subscribers * 3 // 5
             # What is left of the events after openings and regimen openings; clicks land on
             # confirmed readers only, so ask for enough rows that ~that many survive the join.
@@ -151,16 +219,29 @@ async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[st
             await conn.execute(SEED.format(n=subscribers, clicks=clicks * 5 // 3 + 1,
                                            sacro=",".join(sacro), n_sacro=len(sacro),
                                            neck=",".join(neck), n_neck=len(neck)))
-            await conn.execute("VACUUM ANALYZE")  # not in a transaction: a statement alone
+            await seed_progress(conn)
             print(f"seeded in {time.perf_counter() - started:.0f} s", file=sys.stderr)  # noqa: T201
         return {
             "readers": await conn.fetchval("SELECT count(*) FROM readers"),
             "subscribers": await conn.fetchval("SELECT count(*) FROM subscribers"),
             "events": await conn.fetchval("SELECT count(*) FROM events"),
             "outbox": await conn.fetchval("SELECT count(*) FROM outbox"),
+            "progress": await conn.fetchval("SELECT count(*) FROM progress"),
+            "progress_readers": await conn.fetchval(
+                "SELECT count(DISTINCT subscriber_id) FROM progress"),
+            "program_clicks": await conn.fetchval(
+                "SELECT count(*) FROM events WHERE kind = 'program_clicked'"),
         }
     finally:
         await conn.close()
+
+
+async def seed_progress(conn: asyncpg.Connection) -> None:
+    """The readers' progress and the purchase clicks that follow it (PROGRESS_SEED)."""
+    await conn.execute(PROGRESS_SEED.format(
+        sacro=",".join(STEPS["sacro-iliac"]), sacro_unit1=UNIT1["sacro-iliac"],
+        neck=",".join(STEPS["neck-and-shoulders"]), neck_unit1=UNIT1["neck-and-shoulders"]))
+    await conn.execute("VACUUM ANALYZE")  # not in a transaction: a statement alone
 
 
 async def measure_web(url: str, runs: int) -> dict[str, Any]:
@@ -209,6 +290,30 @@ async def measure_web(url: str, runs: int) -> dict[str, Any]:
                 timings.append(time.perf_counter() - started)
             out[name("stats", days, key) + "_ms"] = _ms(timings[1:])
             out[name("stats", days, key) + "_signups"] = report.totals.signups
+    # The page's two parts apart: the funnel report (all the page held before progress) and
+    # the progress figures (one section per regimen shown).
+    for days in (30, 365):
+        for key in scopes:
+            shown = [r for r in regimens if key is None or r.key == key]
+            since = progress_stats.period_start(utcnow(), days)
+            report_timings, progress_timings = [], []
+            for _ in range(runs + 1):
+                started = time.perf_counter()
+                async with runtime.db.transaction() as session:
+                    await stats.report(session, regimens, utcnow(), days,
+                                       settings.scanner_window, key)
+                report_timings.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                async with runtime.db.transaction() as session:
+                    figures = await progress_stats.how_far_each(session, shown, since)
+                progress_timings.append(time.perf_counter() - started)
+            out[name("report", days, key) + "_ms"] = _ms(report_timings[1:])
+            out[name("progress", days, key) + "_ms"] = _ms(progress_timings[1:])
+            out[name("progress", days, key) + "_figures"] = {
+                f.key: {"started": f.started, "unit1_finished": f.unit1_finished,
+                        "unit1_then_purchase": f.unit1_then_purchase,
+                        "programs": {p.key: [p.clicked, p.finished] for p in f.programs}}
+                for f in figures}
     await runtime.aclose()
     return out
 

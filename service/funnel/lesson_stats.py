@@ -31,7 +31,6 @@ from sqlalchemy.orm import InstrumentedAttribute
 from service.core.content import Regimen
 from service.core.models import (
     Event,
-    EventKind,
     LessonDelivery,
     LessonOutcome,
     MailKind,
@@ -39,9 +38,9 @@ from service.core.models import (
     OutboxStatus,
     Subscriber,
 )
+from service.funnel.progress_stats import CLICKS
 
 FOLLOW_UP = timedelta(days=7)
-CLICKS = (EventKind.EXERCISE_CLICKED, EventKind.PROGRAM_CLICKED)
 
 
 @dataclass(frozen=True)
@@ -107,6 +106,17 @@ async def _figures(session: AsyncSession, regimen: str, lesson: str, subject: st
                          sent=counts.get(LessonOutcome.QUEUED, 0) - undelivered,
                          skipped=counts.get(LessonOutcome.SKIPPED, 0), opened=opened,
                          clicked_within_7_days=clicked, stopped_after=stopped)
+
+
+COLUMNS = ("regimen", "lesson", "day", "sent", "skipped", "opened_its_links",
+           "clicked_within_7_days", "stopped_after")
+
+
+def rows(figures: list[RegimenLessons]) -> list[tuple[str | int, ...]]:
+    """The figures as CSV rows (`COLUMNS`)."""
+    return [(each.key, lesson.key, lesson.after_days, lesson.sent, lesson.skipped,
+             lesson.opened, lesson.clicked_within_7_days, lesson.stopped_after)
+            for each in figures for lesson in each.lessons]
 
 
 ROW = "{:<24} {:>5} {:>6} {:>8} {:>7} {:>12} {:>8}"

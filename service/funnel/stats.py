@@ -163,6 +163,13 @@ class Report:
     recent: list[RecentSignup] = field(default_factory=list)
 
 
+def period_start(now: datetime, days: int) -> datetime:
+    """The first moment of the period of `days` days ending `now`: midnight of its first day.
+    Every figure of a period (service.funnel.progress_stats, lesson_stats too) starts here."""
+    return datetime.combine(now.date() - timedelta(days=days - 1), datetime.min.time(),
+                            tzinfo=now.tzinfo)
+
+
 def _day(session: AsyncSession, column: Any) -> ColumnElement[Any]:
     """The UTC calendar day of a timestamp, on either database."""
     if session.get_bind().dialect.name == "sqlite":
@@ -200,8 +207,7 @@ async def funnel(session: AsyncSession, regimens: Sequence[Regimen], now: dateti
     `regimens`: the content served now, which tells whose exercise a click was (see
     `_clicks_per_day`). `scanner_window` is only reported: it was applied when each opening
     was recorded."""
-    since = datetime.combine(now.date() - timedelta(days=days - 1), datetime.min.time(),
-                             tzinfo=now.tzinfo)
+    since = period_start(now, days)
     series = {since.date() + timedelta(days=n): Day(since.date() + timedelta(days=n))
               for n in range(days)}
 

@@ -1,7 +1,8 @@
-"""The author's cockpit: `/admin` (the funnel, its chart, sources, exercises, the outbox) and
-`/admin/funnel.csv`, behind HTTP basic auth with REGIMEN_ADMIN_PASSWORD; absent when unset.
-Both report on every regimen together, or on one (`?regimen=KEY`, chosen on the page from a
-list of the regimens served).
+"""The author's cockpit: `/admin` (the funnel, its chart, sources, exercises, how far readers
+get, the outbox), `/admin/funnel.csv` and `/admin/progress.csv`, behind HTTP basic auth with
+REGIMEN_ADMIN_PASSWORD; absent when unset. Each reports on every regimen together, or on one
+(`?regimen=KEY`, chosen on the page from a list of the regimens served); how far readers get
+is always per regimen (each its own steps and units), one section or file part each.
 
 The chart is inline SVG drawn here on the server: no script, no inline style (the CSP forbids
 both); its colours come from classes in style.css.
@@ -9,6 +10,7 @@ both); its colours come from classes in style.css.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from starlette.exceptions import HTTPException
 
 from service.core.content import KEY_MAX_LENGTH, Catalog, Regimen
 from service.core.models import utcnow
-from service.funnel import stats
+from service.funnel import lesson_stats, progress_stats, stats
 from service.web.dependencies import PasswordOnly, Refusal, RuntimeDep, password_protected
 from service.web.pages import PRIVATE_HEADERS, render
 from service.web.schemas import CRASHED, PLAIN, TEXT, WRONG_TOO_OFTEN, Answers, error, page
@@ -72,20 +74,40 @@ def chosen(catalog: Catalog, key: str) -> Regimen | None:
     return regimen
 
 
-@router.get("/admin", summary="For the author: the funnel, sources, exercises and the outbox",
-            description=OFF,
+@router.get("/admin", description=OFF,
+            summary="For the author: the funnel, sources, exercises, progress, the outbox",
             responses={200: page("The cockpit for the last `days` days, for one regimen or "
                                  "every regimen together."), **REFUSALS})
 async def admin_page(request: Request, runtime: RuntimeDep, days: Days = 30,
                      regimen: RegimenKey = "") -> Response:
     catalog = runtime.catalog
     selected = chosen(catalog, regimen)
-    async with runtime.db.transaction() as session:
-        report = await stats.report(session, list(catalog.regimens.values()), utcnow(), days,
-                                    runtime.settings.scanner_window,
-                                    selected.key if selected else None)
+    now = utcnow()
+
+    async def funnel() -> stats.Report:
+        async with runtime.db.transaction() as session:
+            return await stats.report(session, list(catalog.regimens.values()), now, days,
+                                      runtime.settings.scanner_window,
+                                      selected.key if selected else None)
+
+    async def how_far() -> tuple[list[progress_stats.HowFar],
+                                 list[lesson_stats.RegimenLessons]]:
+        since = stats.period_start(now, days)
+        async with runtime.db.transaction() as session:
+            return (await progress_stats.how_far_each(session, shown(catalog, selected), since),
+                    await lesson_stats.lessons(session, shown(catalog, selected), since,
+                                               runtime.settings.scanner_window))
+
+    # Two transactions side by side: the database works on both at once, so adding how far
+    # readers get (~100 ms for 30 days at a million readers) costs the page no time. SQLite
+    # takes one writer's lock per transaction (service.core.database): one after the other.
+    if runtime.db.is_sqlite:
+        report, (progress, lessons) = await funnel(), await how_far()
+    else:
+        report, (progress, lessons) = await asyncio.gather(funnel(), how_far())
     return render(request, "admin.html", selected or catalog.default, private=True,
-                  report=report, chart=chart(report.days), periods=PERIODS, days=days,
+                  report=report, chart=chart(report.days), progress=progress, lessons=lessons,
+                  no_unit_before=progress_stats.NO_UNIT_BEFORE, periods=PERIODS, days=days,
                   percent=stats.percent, regimens=list(catalog.regimens.values()),
                   selected=selected, keep_regimen=f"&regimen={selected.key}" if selected else "")
 
@@ -109,6 +131,78 @@ async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey =
     return Response(funnel_as_csv(report), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
     })
+
+
+@router.get(
+    "/admin/progress.csv", summary="For the author: how far readers get, as CSV",
+    description=OFF,
+    responses={200: {"description": "One row per figure (" + ", ".join(
+                         progress_stats.PROGRESS_COLUMNS) + ") of the readers who signed up "
+                     "in the period, for one regimen or each regimen in turn: each step "
+                     "marked done (`step`), each unit finished (`unit`), Unit 1 finished then "
+                     "a purchase link clicked (`unit1_then_purchase`), each program's "
+                     "conversion (`program`). `of_readers` is whom `readers` are a part of: "
+                     "the readers who marked any step, who finished Unit 1, who finished the "
+                     "unit before the program (empty when it has none: no rate).",
+                     "content": {"text/csv": {"schema": TEXT}},
+                     "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}},
+               **REFUSALS},
+)
+async def progress_csv(runtime: RuntimeDep, days: Days = 30,
+                       regimen: RegimenKey = "") -> Response:
+    catalog = runtime.catalog
+    selected = chosen(catalog, regimen)
+    since = stats.period_start(utcnow(), days)
+    async with runtime.db.transaction() as session:
+        progress = await progress_stats.how_far_each(session, shown(catalog, selected), since)
+    name = f"progress-{selected.key}-{days}d.csv" if selected else f"progress-{days}d.csv"
+    return Response(progress_as_csv(progress), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
+    })
+
+
+@router.get(
+    "/admin/lessons.csv", summary="For the author: each lesson's numbers, as CSV",
+    description=OFF,
+    responses={200: {"description": "One row per lesson (" + ", ".join(lesson_stats.COLUMNS)
+                     + ") of one regimen or each regimen that has lessons, for the lessons "
+                     "settled in the period: sent, skipped by the reader's progress, readers "
+                     "who followed one of its links, who clicked an exercise or purchase link "
+                     "within 7 days, and for whom it was the last lesson before they stopped.",
+                     "content": {"text/csv": {"schema": TEXT}},
+                     "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}},
+               **REFUSALS},
+)
+async def lessons_csv(runtime: RuntimeDep, days: Days = 30,
+                      regimen: RegimenKey = "") -> Response:
+    catalog = runtime.catalog
+    selected = chosen(catalog, regimen)
+    async with runtime.db.transaction() as session:
+        figures = await lesson_stats.lessons(session, shown(catalog, selected),
+                                             stats.period_start(utcnow(), days),
+                                             runtime.settings.scanner_window)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(lesson_stats.COLUMNS)
+    writer.writerows(lesson_stats.rows(figures))
+    name = f"lessons-{selected.key}-{days}d.csv" if selected else f"lessons-{days}d.csv"
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
+    })
+
+
+def shown(catalog: Catalog, selected: Regimen | None) -> list[Regimen]:
+    """The regimens whose progress is shown: the one chosen, or each one served."""
+    return [selected] if selected else list(catalog.regimens.values())
+
+
+def progress_as_csv(progress: list[progress_stats.HowFar]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(progress_stats.PROGRESS_COLUMNS)
+    for figures in progress:
+        writer.writerows(progress_stats.rows(figures))
+    return out.getvalue()
 
 
 def funnel_as_csv(report: stats.Report) -> str:

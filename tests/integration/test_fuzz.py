@@ -50,7 +50,8 @@ POSTMARK_SECRET = "postmark-secret-" + "p" * 32
 MAILGUN_KEY = "mailgun-key-" + "m" * 32
 ADMIN_PASSWORD = "admin-password-" + "a" * 32
 PASSWORDS = {"/webhooks/postmark": POSTMARK_SECRET, "/admin": ADMIN_PASSWORD,
-             "/admin/funnel.csv": ADMIN_PASSWORD}
+             "/admin/funnel.csv": ADMIN_PASSWORD, "/admin/progress.csv": ADMIN_PASSWORD,
+             "/admin/lessons.csv": ADMIN_PASSWORD}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 FUZZING = hypothesis.settings(

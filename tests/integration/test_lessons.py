@@ -5,7 +5,10 @@ state at sending, the skips, stopping them, and the content changing while reade
 from __future__ import annotations
 
 import asyncio
+import base64
+import csv
 import html
+import io
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+from service.cli import app
 from service.core.content import READ_THROUGH
 from service.core.database import Database
 from service.core.lessons import promise
@@ -42,6 +47,7 @@ from tests.helpers import (
     DEFAULT_REGIMEN,
     OTHER_REGIMEN,
     MailSink,
+    app_client,
     links_in,
     new_subscription,
     path_of,
@@ -401,12 +407,14 @@ async def settled_rows(db: Database) -> list[tuple[int, str]]:
             select(LessonDelivery.subscriber_id, LessonDelivery.lesson))]
 
 
-async def test_the_authors_numbers_per_lesson(runtime: Runtime) -> None:
-    """Each figure from a history written row by row, so each number is known."""
-    t0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-    window = timedelta(seconds=60)
-    first, second = "how-it-should-feel", "next-free-exercise"
-    async with runtime.db.transaction() as session:
+FIRST, SECOND = "how-it-should-feel", "next-free-exercise"
+
+
+async def lesson_history(db: Database) -> datetime:
+    """Readers' lessons written row by row, so that each figure is known; returns when the
+    first lesson was queued (ten days ago)."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - 10 * DAY
+    async with db.transaction() as session:
         ids = {}
         for name in ("r1", "r2", "r3", "r4", "r5"):
             reader, row = new_subscription(f"{name}@example.org",
@@ -426,15 +434,15 @@ async def test_the_authors_numbers_per_lesson(runtime: Runtime) -> None:
                                   else None, at=at)
 
         session.add_all([
-            delivered("r1", first, t0), delivered("r2", first, t0),
-            delivered("r3", first, t0, LessonOutcome.SKIPPED), delivered("r4", first, t0),
-            delivered("r4", second, t0 + 3 * DAY), delivered("r5", first, t0 - 40 * DAY),
-            OutboxMessage(kind=MailKind.LESSON, lesson=first, subscriber_id=ids["r4"],
+            delivered("r1", FIRST, t0), delivered("r2", FIRST, t0),
+            delivered("r3", FIRST, t0, LessonOutcome.SKIPPED), delivered("r4", FIRST, t0),
+            delivered("r4", SECOND, t0 + 3 * DAY), delivered("r5", FIRST, t0 - 40 * DAY),
+            OutboxMessage(kind=MailKind.LESSON, lesson=FIRST, subscriber_id=ids["r4"],
                           status=OutboxStatus.CANCELLED),
             # r1: a scanner within the window (not counted), then the reader clicks.
-            Event(kind=EventKind.REGIMEN_OPENED, subscriber_id=ids["r1"], lesson=first,
+            Event(kind=EventKind.REGIMEN_OPENED, subscriber_id=ids["r1"], lesson=FIRST,
                   created_at=t0 + timedelta(seconds=10)),
-            Event(kind=EventKind.EXERCISE_CLICKED, subscriber_id=ids["r1"], lesson=first,
+            Event(kind=EventKind.EXERCISE_CLICKED, subscriber_id=ids["r1"], lesson=FIRST,
                   exercise="gentle-back-exercise", created_at=t0 + timedelta(hours=1)),
             # r2: a purchase click 8 days later (outside the 7), and stops the lessons.
             Event(kind=EventKind.PROGRAM_CLICKED, subscriber_id=ids["r2"],
@@ -445,19 +453,68 @@ async def test_the_authors_numbers_per_lesson(runtime: Runtime) -> None:
         # r4 unsubscribes after the second lesson: that one is "stopped after", not the first.
         await session.execute(update(Subscriber).where(Subscriber.id == ids["r4"])
                               .values(unsubscribed_at=t0 + 4 * DAY))
+    return t0
+
+
+async def test_the_authors_numbers_per_lesson(runtime: Runtime) -> None:
+    t0 = await lesson_history(runtime.db)
     async with runtime.db.transaction() as session:
         [figures] = await lesson_stats.lessons(session, list(runtime.catalog.regimens.values()),
-                                               t0 - DAY, window)
+                                               t0 - DAY, runtime.settings.scanner_window)
+    assert runtime.settings.scanner_window < timedelta(hours=1)
     assert figures.key == DEFAULT_REGIMEN
     by_key = {each.key: each for each in figures.lessons}
     assert list(by_key) == [lesson.key for lesson in runtime.regimen.lessons]
-    assert by_key[first] == lesson_stats.LessonFigures(
-        key=first, subject=runtime.regimen.lessons[0].subject, after_days=2, sent=2, skipped=1,
+    assert by_key[FIRST] == lesson_stats.LessonFigures(
+        key=FIRST, subject=runtime.regimen.lessons[0].subject, after_days=2, sent=2, skipped=1,
         opened=1, clicked_within_7_days=1, stopped_after=1)
-    assert (by_key[second].sent, by_key[second].stopped_after) == (1, 1)
+    assert (by_key[SECOND].sent, by_key[SECOND].stopped_after) == (1, 1)
     assert by_key["after-unit-1"].sent == 0
     text = "\n".join(lesson_stats.lines([figures]))
-    assert re.search(rf"{first}\s+2\s+2\s+1\s+1\s+1\s+1$", text, re.M), text
+    assert re.search(rf"{FIRST}\s+2\s+2\s+1\s+1\s+1\s+1$", text, re.M), text
+
+
+async def test_the_lessons_on_the_admin_page_and_in_its_csv(
+    settings: Settings, db: Database,
+) -> None:
+    await lesson_history(db)
+    password = "a-password-of-sixteen+"
+    auth = {"Authorization": "Basic " + base64.b64encode(f"a:{password}".encode()).decode()}
+    async with app_client(settings, admin_password=password) as http:
+        csv_answer = await http.get("/admin/lessons.csv", headers=auth,
+                                    params={"days": 30, "regimen": DEFAULT_REGIMEN})
+        page = await http.get("/admin", headers=auth, params={"days": 30})
+        other = await http.get("/admin", headers=auth,
+                               params={"days": 30, "regimen": OTHER_REGIMEN})
+        refused = (await http.get("/admin/lessons.csv")).status_code
+    assert refused == 401
+    assert csv_answer.headers["content-disposition"] == \
+        f'attachment; filename="lessons-{DEFAULT_REGIMEN}-30d.csv"'
+    rows = list(csv.reader(io.StringIO(csv_answer.text)))
+    assert rows[0] == list(lesson_stats.COLUMNS)
+    assert rows[1:] == [[DEFAULT_REGIMEN, FIRST, "2", "2", "1", "1", "1", "1"],
+                        [DEFAULT_REGIMEN, SECOND, "5", "1", "0", "0", "0", "1"],
+                        [DEFAULT_REGIMEN, "after-unit-1", "12", "0", "0", "0", "0", "0"]]
+    text = html.unescape(page.text)
+    assert "<h2>Lessons</h2>" in text
+    assert "How the gentle back exercise should feel (<code>how-it-should-feel</code>)" in text
+    assert "No regimen shown has lessons" in html.unescape(other.text)
+
+
+def test_regimen_stats_prints_each_lessons_numbers(author_env: str) -> None:
+    async def seeded() -> None:
+        db = Database(author_env)
+        try:
+            await lesson_history(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(seeded())
+    result = CliRunner().invoke(app, ["stats", "--days", "30", "--regimen", DEFAULT_REGIMEN])
+    assert result.exit_code == 0, result.output
+    assert "Lessons of Self-relief regimen for sacro-iliac joint pain (sacro-iliac)" \
+        in result.output
+    assert re.search(rf"^{FIRST}\s+2\s+2\s+1\s+1\s+1\s+1$", result.output, re.M)
 
 
 async def test_a_lesson_does_not_hold_back_a_confirmation_asked_for_later(
