@@ -370,7 +370,7 @@ async def test_the_page(settings: Settings, db: Database) -> None:
         one = (await http.get(f"/admin?regimen={DEFAULT_REGIMEN}",
                               headers=basic(PASSWORD))).text
         every = (await http.get("/admin", headers=basic(PASSWORD))).text
-    section = one[one.index("<h2>How far readers get</h2>"):one.index("<h2>Outgoing mail</h2>")]
+    section = one[one.index("<h2>How far readers get</h2>"):one.index("<h2>Lessons</h2>")]
     assert section.count("<h3>") == 1
     assert "<th scope=\"row\">Marked at least one step done</th><td>7</td>" in section
     assert "<th scope=\"row\">Finished Unit 1, then clicked a purchase link</th><td>3</td>" \
@@ -387,7 +387,7 @@ async def test_the_page(settings: Settings, db: Database) -> None:
     assert " style=" not in section
     assert 'class="numbers"' in section
     everyone = every[every.index("<h2>How far readers get</h2>"):
-                     every.index("<h2>Outgoing mail</h2>")]
+                     every.index("<h2>Lessons</h2>")]
     assert everyone.count("<h3>") == 2
     assert "<tr><td>Sitting Without Strain</td><td>Unit 1 — Sense the pattern</td><td>2</td>" \
         "<td>1</td><td>50%</td></tr>" in everyone
