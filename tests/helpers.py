@@ -9,7 +9,7 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -112,6 +112,19 @@ async def served(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield http
+
+
+def on_database(work: Callable[[Database], Awaitable[object]], url: str) -> None:
+    """`work` on a database of its own at `url`, from a test that is not async (one that runs
+    a CLI command, which starts its own event loop)."""
+    async def main() -> None:
+        db = Database(url)
+        try:
+            await work(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
 
 
 async def count_rows(db: Database, model: type[Base]) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -61,6 +62,12 @@ REFUSALS: Answers = {
     404: error("The cockpit is off."),
     429: WRONG_TOO_OFTEN,
 }
+
+
+def csv_answer(description: str) -> dict[str, object]:
+    """The OpenAPI answer of a CSV download."""
+    return {"description": description, "content": {"text/csv": {"schema": TEXT}},
+            "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}}
 
 
 def chosen(catalog: Catalog, key: str) -> Regimen | None:
@@ -114,10 +121,8 @@ async def admin_page(request: Request, runtime: RuntimeDep, days: Days = 30,
 
 @router.get(
     "/admin/funnel.csv", summary="For the author: the daily funnel as CSV", description=OFF,
-    responses={200: {"description": "One row a day, for one regimen or every regimen "
-                                    "together.",
-                     "content": {"text/csv": {"schema": TEXT}},
-                     "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}},
+    responses={200: csv_answer("One row a day, for one regimen or every regimen "
+                                    "together."),
                **REFUSALS},
 )
 async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey = "") -> Response:
@@ -127,25 +132,21 @@ async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey =
     async with runtime.db.transaction() as session:
         report = await stats.funnel(session, list(catalog.regimens.values()), utcnow(), days,
                                     runtime.settings.scanner_window, key)
-    name = f"funnel-{key}-{days}d.csv" if key else f"funnel-{days}d.csv"
-    return Response(funnel_as_csv(report), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
-    })
+    return csv_download("funnel", selected, days, stats.FUNNEL_COLUMNS,
+                        (day.row() for day in report.days))
 
 
 @router.get(
     "/admin/progress.csv", summary="For the author: how far readers get, as CSV",
     description=OFF,
-    responses={200: {"description": "One row per figure (" + ", ".join(
+    responses={200: csv_answer("One row per figure (" + ", ".join(
                          progress_stats.PROGRESS_COLUMNS) + ") of the readers who signed up "
                      "in the period, for one regimen or each regimen in turn: each step "
                      "marked done (`step`), each unit finished (`unit`), Unit 1 finished then "
                      "a purchase link clicked (`unit1_then_purchase`), each program's "
                      "conversion (`program`). `of_readers` is whom `readers` are a part of: "
                      "the readers who marked any step, who finished Unit 1, who finished the "
-                     "unit before the program (empty when it has none: no rate).",
-                     "content": {"text/csv": {"schema": TEXT}},
-                     "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}},
+                     "unit before the program (empty when it has none: no rate)."),
                **REFUSALS},
 )
 async def progress_csv(runtime: RuntimeDep, days: Days = 30,
@@ -155,22 +156,18 @@ async def progress_csv(runtime: RuntimeDep, days: Days = 30,
     since = stats.period_start(utcnow(), days)
     async with runtime.db.transaction() as session:
         progress = await progress_stats.how_far_each(session, shown(catalog, selected), since)
-    name = f"progress-{selected.key}-{days}d.csv" if selected else f"progress-{days}d.csv"
-    return Response(progress_as_csv(progress), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
-    })
+    return csv_download("progress", selected, days, progress_stats.PROGRESS_COLUMNS,
+                        (row for figures in progress for row in progress_stats.rows(figures)))
 
 
 @router.get(
     "/admin/lessons.csv", summary="For the author: each lesson's numbers, as CSV",
     description=OFF,
-    responses={200: {"description": "One row per lesson (" + ", ".join(lesson_stats.COLUMNS)
+    responses={200: csv_answer("One row per lesson (" + ", ".join(lesson_stats.COLUMNS)
                      + ") of one regimen or each regimen that has lessons, for the lessons "
                      "settled in the period: sent, skipped by the reader's progress, readers "
                      "who followed one of its links, who clicked an exercise or purchase link "
-                     "within 7 days, and for whom it was the last lesson before they stopped.",
-                     "content": {"text/csv": {"schema": TEXT}},
-                     "headers": {"Content-Disposition": {"required": True, "schema": TEXT}}},
+                     "within 7 days, and for whom it was the last lesson before they stopped."),
                **REFUSALS},
 )
 async def lessons_csv(runtime: RuntimeDep, days: Days = 30,
@@ -181,14 +178,8 @@ async def lessons_csv(runtime: RuntimeDep, days: Days = 30,
         figures = await lesson_stats.lessons(session, shown(catalog, selected),
                                              stats.period_start(utcnow(), days),
                                              runtime.settings.scanner_window)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(lesson_stats.COLUMNS)
-    writer.writerows(lesson_stats.rows(figures))
-    name = f"lessons-{selected.key}-{days}d.csv" if selected else f"lessons-{days}d.csv"
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
-    })
+    return csv_download("lessons", selected, days, lesson_stats.COLUMNS,
+                        lesson_stats.rows(figures))
 
 
 def shown(catalog: Catalog, selected: Regimen | None) -> list[Regimen]:
@@ -196,21 +187,19 @@ def shown(catalog: Catalog, selected: Regimen | None) -> list[Regimen]:
     return [selected] if selected else list(catalog.regimens.values())
 
 
-def progress_as_csv(progress: list[progress_stats.HowFar]) -> str:
+def csv_download(what: str, selected: Regimen | None, days: int, columns: Sequence[str],
+                 rows: Iterable[Sequence[object]]) -> Response:
+    """A CSV file to save, named for what it holds, whose and how many days
+    (`funnel-sacro-iliac-30d.csv`, `funnel-30d.csv` for every regimen)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(progress_stats.PROGRESS_COLUMNS)
-    for figures in progress:
-        writer.writerows(progress_stats.rows(figures))
-    return out.getvalue()
+    writer.writerow(columns)
+    writer.writerows(rows)
+    name = f"{what}-{selected.key}-{days}d.csv" if selected else f"{what}-{days}d.csv"
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', **PRIVATE_HEADERS,
+    })
 
-
-def funnel_as_csv(report: stats.Report) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(stats.FUNNEL_COLUMNS)
-    writer.writerows(day.row() for day in report.days)
-    return out.getvalue()
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from tests.helpers import (
     app_client,
     links_in,
     new_subscription,
+    on_database,
     path_of,
     shipped_content_in,
 )
@@ -502,14 +503,7 @@ async def test_the_lessons_on_the_admin_page_and_in_its_csv(
 
 
 def test_regimen_stats_prints_each_lessons_numbers(author_env: str) -> None:
-    async def seeded() -> None:
-        db = Database(author_env)
-        try:
-            await lesson_history(db)
-        finally:
-            await db.dispose()
-
-    asyncio.run(seeded())
+    on_database(lesson_history, author_env)
     result = CliRunner().invoke(app, ["stats", "--days", "30", "--regimen", DEFAULT_REGIMEN])
     assert result.exit_code == 0, result.output
     assert "Lessons of Self-relief regimen for sacro-iliac joint pain (sacro-iliac)" \

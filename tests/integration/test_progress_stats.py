@@ -5,7 +5,6 @@ and the same numbers as counting the raw rows by hand, over random histories."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from tests.helpers import (
     app_client,
     count_rows,
     new_subscription,
+    on_database,
     shipped_content_in,
 )
 from tests.integration.test_admin import PASSWORD, WINDOW, basic
@@ -407,14 +407,7 @@ async def test_the_page_says_when_a_program_has_no_rate(settings: Settings, db: 
 
 
 def test_regimen_stats_prints_how_far_readers_get(author_env: str) -> None:
-    async def seeded() -> None:
-        db = Database(author_env)
-        try:
-            await seed_history(db)
-        finally:
-            await db.dispose()
-
-    asyncio.run(seeded())
+    on_database(seed_history, author_env)
     runner = CliRunner()
     result = runner.invoke(app, ["stats", "--days", "30", "--regimen", DEFAULT_REGIMEN])
     assert result.exit_code == 0, result.output

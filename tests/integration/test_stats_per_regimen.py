@@ -4,12 +4,10 @@ on the page, in the CSV, from `regimen stats --regimen`, and in the Prometheus g
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
 import shutil
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from service.core.models import (
 from service.core.settings import Settings
 from service.funnel import stats
 from service.runtime import Runtime
-from tests.helpers import DEFAULT_REGIMEN, PROJECT_ROOT, app_client
+from tests.helpers import DEFAULT_REGIMEN, PROJECT_ROOT, app_client, on_database
 from tests.integration.test_admin import PASSWORD, WINDOW, add_reader, basic, seed
 from tests.integration.test_metrics import samples
 
@@ -258,17 +256,6 @@ async def test_the_csv_per_regimen(settings: Settings, db: Database) -> None:
     assert answers[SECOND].headers["content-disposition"] == \
         f'attachment; filename="funnel-{SECOND}-7d.csv"'
     assert answers[""].headers["content-disposition"] == 'attachment; filename="funnel-7d.csv"'
-
-
-def on_database(work: Callable[[Database], Awaitable[object]], url: str) -> None:
-    async def main() -> None:
-        db = Database(url)
-        try:
-            await work(db)
-        finally:
-            await db.dispose()
-
-    asyncio.run(main())
 
 
 def test_stats_for_one_regimen(author_env: str) -> None:
