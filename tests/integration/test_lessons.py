@@ -39,6 +39,7 @@ from service.core.settings import Settings
 from service.delivery.worker import Pace, Worker
 from service.funnel import lesson_stats
 from service.readers import privacy
+from service.readers.signup import SuppressionReason, suppress
 from service.runtime import Runtime, build_runtime
 from service.web.app import create_app
 from service.web.texts import TEXTS
@@ -536,3 +537,18 @@ async def test_a_lesson_does_not_hold_back_a_confirmation_asked_for_later(
             await worker.deliver_due()
             last = (await mails_to(smtp, 4))[-1]
     assert "/confirm/" in " ".join(links_in(last))
+
+
+async def test_a_bounce_or_complaint_stops_the_lessons(
+    http: httpx.AsyncClient, runtime: Runtime, smtp: MailSink, clock: Clock,
+) -> None:
+    worker = worker_for(runtime, clock)
+    await confirmed(http, worker, smtp, "reader@example.org")
+    start = (await subscription(runtime.db, "reader@example.org")).lessons_consented_at
+    assert start is not None
+    async with runtime.db.transaction() as session:
+        await suppress(session, "reader@example.org", SuppressionReason.COMPLAINT, start)
+    clock.now = start + 2 * DAY
+    await worker.lessons()
+    assert await lessons_queued(runtime.db) == []
+    assert (await subscription(runtime.db, "reader@example.org")).next_lesson_at is None
