@@ -5,8 +5,12 @@ regimen (service.web.links) stops everything, the lessons with it."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from service.core.models import utcnow
 from service.readers import signup
@@ -16,7 +20,6 @@ from service.web.links import (
     LINK_LIMIT,
     TOKEN_PAGE_ANSWERS,
     Token,
-    Unsubscribe,
     read_token,
     token_holder,
 )
@@ -33,6 +36,13 @@ from service.web.schemas import (
 )
 
 router = APIRouter(default_response_class=Response, responses=CRASHED)
+
+
+class StopLessons(BaseModel):
+    """The page's button, or RFC 8058 one-click unsubscribe (whose body is not needed)."""
+
+    one_click: Literal["One-Click"] | SkipJsonSchema[None] = Field(None,
+                                                                   alias="List-Unsubscribe")
 
 STOP_PAGE = page("One button: stop the lessons of the link's regimen.")
 
@@ -58,9 +68,9 @@ async def stop_page(request: Request, token: Token, runtime: RuntimeDep) -> Resp
                 "are untouched. No cookies needed and never a redirect, as RFC 8058 asks.",
     responses={200: page("Stopped (again, if pressed twice)."),
                400: error("The link is not one of ours (mistyped, cut short or tampered "
-                          "with), or a multipart body that cannot be read."),
+                          "with)."),
                404: UNKNOWN_LINK, 413: TOO_LARGE},
-    openapi_extra=request_body(Unsubscribe, FORM, MULTIPART),
+    openapi_extra=request_body(StopLessons, FORM, MULTIPART),
 )
 async def stop(request: Request, token: Token, runtime: RuntimeDep) -> Response:
     claims = read_token(runtime, Purpose.LESSONS, token)
