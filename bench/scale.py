@@ -34,6 +34,20 @@ the program link before finishing it (which must not count as "then"). The exerc
 seeded above fall within the hour of confirming, before any unit is finished. Measured as
 well, in process: the funnel report alone (`stats.report`: the page before progress) and the
 progress figures alone (`progress_stats.how_far_each`), so the page's cost splits.
+
+Lessons (service.delivery.lessons; on the page and in /admin/lessons.csv since issue 16), as if
+the default regimen's three (`LESSONS`) had come mid-year: its readers who confirmed in the
+last 182.5 days agreed to them (`lessons_consented_at` = `confirmed_at`, ~206,000 of whom are
+still subscribed). Each lesson whose day has passed is settled at the reader's hour
+(`lesson_deliveries`): ~20 % skipped, for the lesson's own rule's reason (exercise_done,
+unit_done, program_clicked), the rest queued, each with its lesson mail in the outbox (sent 2 s
+later). 30 % of the lessons sent are followed, 1 to 12 hours after, by a click on one of their
+links (the lesson's exercise or program, or for a third of them the regimen page; the event
+names the lesson), and 10 % are opened by a mail scanner 5 s after sending (the regimen link;
+not counted). 3 % of the readers stop the lessons 2 to 21 hours after their first, second or
+third lesson, and get none after; the readers still waiting have `next_lesson_at` set. These
+events come on top of the 3,000,000. Measured alone too: the lesson figures
+(`lesson_stats.lessons`).
 """
 
 from __future__ import annotations
@@ -61,7 +75,7 @@ sys.path.insert(0, str(ROOT))
 from service.core.migrations import migrate  # noqa: E402
 from service.core.models import utcnow  # noqa: E402
 from service.core.settings import load_settings  # noqa: E402
-from service.funnel import progress_stats, stats  # noqa: E402
+from service.funnel import lesson_stats, progress_stats, stats  # noqa: E402
 from service.runtime import build_runtime  # noqa: E402
 from service.web.app import create_app  # noqa: E402
 
@@ -193,6 +207,92 @@ DROP TABLE marking;
 STEPS = {key: ["read-it-through", *slugs] for key, slugs in REGIMENS.items()}
 UNIT1 = {"sacro-iliac": 5, "neck-and-shoulders": 3}
 
+# The default regimen's lessons (content/regimens/sacro-iliac.yaml; the other has none), in
+# their file's order: key, day, why one is skipped (service.delivery.lessons.Skip: each has one
+# rule), and the link a reader follows from it (an event's kind and its `exercise`).
+LESSONS = [("how-it-should-feel", 2, "exercise_done", "exercise_clicked", "gentle-back-exercise"),
+           ("next-free-exercise", 5, "unit_done", "exercise_clicked", "arch-and-flatten"),
+           ("after-unit-1", 12, "program_clicked", "program_clicked", "free_your_back")]
+
+# Who agrees to lessons, who stops them and when (h: a hash of the id, apart from the
+# progress seed's two): a stopper (h % 100 < 3) stops a few hours after lesson `stop_after`.
+# Nothing is settled for anyone after they stopped or unsubscribed (the seed's unsubscribers
+# leave 2 days after signing up, before the first lesson); the stopper's own lesson was sent.
+LESSON_SEED = """
+CREATE TEMPORARY TABLE lesson AS
+SELECT * FROM (VALUES {lessons}) AS l (no, key, after_days, reason, kind, link);
+
+CREATE TEMPORARY TABLE lessoned AS
+SELECT id, confirmed_at, status, unsubscribed_at, stop_after,
+       CASE WHEN h % 100 < 3 THEN confirmed_at
+            + (SELECT after_days FROM lesson WHERE no = stop_after) * interval '1 day'
+            + (2 + h / 100 % 20) * interval '1 hour' END AS stop_at
+FROM (SELECT id, confirmed_at, status, unsubscribed_at, h, 1 + h / 10000 % 3 AS stop_after
+      FROM (SELECT id, confirmed_at, status, unsubscribed_at,
+                   abs(hashint4extended(id, 16)) AS h
+            FROM subscribers
+            WHERE regimen = 'sacro-iliac'
+              AND confirmed_at >= now() - interval '182 days 12 hours') AS s) AS s;
+
+CREATE TEMPORARY TABLE settled AS
+SELECT r.id, l.no, l.key, l.reason, l.kind, l.link,
+       r.confirmed_at + l.after_days * interval '1 day' AS at,
+       abs(hashint4extended(r.id, l.no)) % 100 < 20
+         AND NOT (r.stop_at IS NOT NULL AND r.stop_after = l.no) AS skipped
+FROM lessoned AS r CROSS JOIN lesson AS l
+WHERE r.confirmed_at + l.after_days * interval '1 day' <= now()
+  AND (r.stop_at IS NULL OR r.confirmed_at + l.after_days * interval '1 day' < r.stop_at)
+  AND (r.unsubscribed_at IS NULL
+       OR r.confirmed_at + l.after_days * interval '1 day' < r.unsubscribed_at);
+
+INSERT INTO lesson_deliveries (subscriber_id, lesson, regimen, outcome, reason, at)
+SELECT id, key, 'sacro-iliac', CASE WHEN skipped THEN 'skipped' ELSE 'queued' END,
+       CASE WHEN skipped THEN reason END, at
+FROM settled ORDER BY at, id;
+
+INSERT INTO outbox (key, kind, subscriber_id, lesson, status, attempts, created_at,
+                    next_attempt_at, sent_at)
+SELECT 'l' || id || '-' || no, 'lesson', id, key, 'sent', 1, at, at, at + interval '2 seconds'
+FROM settled WHERE NOT skipped ORDER BY at, id;
+
+-- Followed (30 %): the lesson's own link, or for a third of them the regimen page's.
+INSERT INTO events (kind, subscriber_id, exercise, lesson, created_at)
+SELECT CASE WHEN f / 100 % 3 = 0 THEN 'regimen_opened' ELSE kind END,
+       id, CASE WHEN f / 100 % 3 = 0 THEN NULL ELSE link END, key, clicked_at
+FROM (SELECT *, at + (1 + f / 1000 % 12) * interval '1 hour' AS clicked_at
+      FROM (SELECT *, abs(hashint4extended(id, 10 + no)) AS f FROM settled
+            WHERE NOT skipped) AS q) AS q
+WHERE f % 100 < 30 AND clicked_at <= now()
+ORDER BY clicked_at, id;
+
+-- A mail scanner opening the regimen link 5 s after the mail was sent (10 %).
+INSERT INTO events (kind, subscriber_id, lesson, created_at)
+SELECT 'regimen_opened', id, key, at + interval '7 seconds'
+FROM settled WHERE NOT skipped AND abs(hashint4extended(id, 20 + no)) % 10 = 0
+ORDER BY at, id;
+
+UPDATE subscribers AS s
+SET lessons_consented_at = s.confirmed_at,
+    lessons_stopped_at = CASE WHEN r.stop_at <= now() THEN r.stop_at END,
+    next_lesson_at = CASE WHEN s.status = 'confirmed'
+                               AND (r.stop_at IS NULL OR r.stop_at > now()) THEN
+        (SELECT min(s.confirmed_at + after_days * interval '1 day') FROM lesson
+         WHERE s.confirmed_at + after_days * interval '1 day' > now()) END
+FROM lessoned AS r WHERE s.id = r.id;
+
+UPDATE subscribers AS s SET first_click_at = least(s.first_click_at, e.first)
+FROM (SELECT subscriber_id, min(created_at) AS first FROM events
+      WHERE kind = 'exercise_clicked' AND lesson IS NOT NULL GROUP BY subscriber_id) AS e
+WHERE s.id = e.subscriber_id AND (s.first_click_at IS NULL OR e.first < s.first_click_at);
+
+-- A regimen's first lessons are promised to every reader who agreed to lessons
+-- (service.delivery.lessons.note_content).
+INSERT INTO lessons_seen (regimen, lesson, first_seen_at, after_days)
+SELECT 'sacro-iliac', key, timestamptz '1970-01-01 00:00:00+00', after_days FROM lesson;
+
+DROP TABLE settled, lessoned, lesson;
+"""
+
 
 async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[str, int]:
     target = make_url(url)
@@ -202,14 +302,19 @@ async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[st
         held = await conn.fetchval("SELECT count(*) FROM subscribers")
         if held and not reseed:
             print(f"using the {held} readers already in the database", file=sys.stderr)  # noqa: T201
-            if not await conn.fetchval("SELECT count(*) FROM progress"):
-                started = time.perf_counter()
-                await seed_progress(conn)
-                print(f"seeded progress in {time.perf_counter() - started:.0f} s",  # noqa: T201
-                      file=sys.stderr)
+            # A database seeded before progress or lessons were: add what is missing.
+            for table, seed_part in (("progress", seed_progress),
+                                     ("lesson_deliveries", seed_lessons)):
+                if not await conn.fetchval(f"SELECT count(*) FROM {table}"):
+                    started = time.perf_counter()
+                    await seed_part(conn)
+                    await conn.execute("VACUUM ANALYZE")
+                    print(f"seeded {table} in {time.perf_counter() - started:.0f} s",  # noqa: T201
+                          file=sys.stderr)
         else:
             await conn.execute("TRUNCATE readers, subscribers, consents, outbox, events, "
-                               "progress, worker_heartbeats RESTART IDENTITY CASCADE")
+                               "progress, lesson_deliveries, lessons_seen, worker_heartbeats "
+                               "RESTART IDENTITY CASCADE")
             confirmed = subscribers * 3 // 5
             # What is left of the events after openings and regimen openings; clicks land on
             # confirmed readers only, so ask for enough rows that ~that many survive the join.
@@ -220,6 +325,8 @@ async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[st
                                            sacro=",".join(sacro), n_sacro=len(sacro),
                                            neck=",".join(neck), n_neck=len(neck)))
             await seed_progress(conn)
+            await seed_lessons(conn)
+            await conn.execute("VACUUM ANALYZE")  # not in a transaction: a statement alone
             print(f"seeded in {time.perf_counter() - started:.0f} s", file=sys.stderr)  # noqa: T201
         return {
             "readers": await conn.fetchval("SELECT count(*) FROM readers"),
@@ -231,6 +338,17 @@ async def seed(url: str, subscribers: int, events: int, reseed: bool) -> dict[st
                 "SELECT count(DISTINCT subscriber_id) FROM progress"),
             "program_clicks": await conn.fetchval(
                 "SELECT count(*) FROM events WHERE kind = 'program_clicked'"),
+            "lessons_consented": await conn.fetchval(
+                "SELECT count(*) FROM subscribers WHERE lessons_consented_at IS NOT NULL"),
+            "lessons_stopped": await conn.fetchval(
+                "SELECT count(*) FROM subscribers WHERE lessons_stopped_at IS NOT NULL"),
+            "lesson_deliveries": await conn.fetchval("SELECT count(*) FROM lesson_deliveries"),
+            "lessons_skipped": await conn.fetchval(
+                "SELECT count(*) FROM lesson_deliveries WHERE outcome = 'skipped'"),
+            "lesson_mails": await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE kind = 'lesson'"),
+            "lesson_events": await conn.fetchval(
+                "SELECT count(*) FROM events WHERE lesson IS NOT NULL"),
         }
     finally:
         await conn.close()
@@ -241,7 +359,14 @@ async def seed_progress(conn: asyncpg.Connection) -> None:
     await conn.execute(PROGRESS_SEED.format(
         sacro=",".join(STEPS["sacro-iliac"]), sacro_unit1=UNIT1["sacro-iliac"],
         neck=",".join(STEPS["neck-and-shoulders"]), neck_unit1=UNIT1["neck-and-shoulders"]))
-    await conn.execute("VACUUM ANALYZE")  # not in a transaction: a statement alone
+
+
+async def seed_lessons(conn: asyncpg.Connection) -> None:
+    """The default regimen's lessons since mid-year: who agreed, what each was sent or spared,
+    the mails, the links followed, who stopped (LESSON_SEED)."""
+    await conn.execute(LESSON_SEED.format(lessons=", ".join(
+        f"({no}, '{key}', {day}, '{reason}', '{kind}', '{link}')"
+        for no, (key, day, reason, kind, link) in enumerate(LESSONS, 1))))
 
 
 async def measure_web(url: str, runs: int) -> dict[str, Any]:
@@ -290,13 +415,15 @@ async def measure_web(url: str, runs: int) -> dict[str, Any]:
                 timings.append(time.perf_counter() - started)
             out[name("stats", days, key) + "_ms"] = _ms(timings[1:])
             out[name("stats", days, key) + "_signups"] = report.totals.signups
-    # The page's two parts apart: the funnel report (all the page held before progress) and
-    # the progress figures (one section per regimen shown).
+    # The page's parts apart: the funnel report (all the page held before progress), the
+    # progress figures (one section per regimen shown) and the lesson figures (one per regimen
+    # shown that has lessons; the page reads them after the progress, in the same transaction,
+    # while the report runs in another).
     for days in (30, 365):
         for key in scopes:
             shown = [r for r in regimens if key is None or r.key == key]
-            since = progress_stats.period_start(utcnow(), days)
-            report_timings, progress_timings = [], []
+            since = stats.period_start(utcnow(), days)
+            report_timings, progress_timings, lesson_timings = [], [], []
             for _ in range(runs + 1):
                 started = time.perf_counter()
                 async with runtime.db.transaction() as session:
@@ -307,8 +434,21 @@ async def measure_web(url: str, runs: int) -> dict[str, Any]:
                 async with runtime.db.transaction() as session:
                     figures = await progress_stats.how_far_each(session, shown, since)
                 progress_timings.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                async with runtime.db.transaction() as session:
+                    lesson_figures = await lesson_stats.lessons(session, shown, since,
+                                                                settings.scanner_window)
+                lesson_timings.append(time.perf_counter() - started)
             out[name("report", days, key) + "_ms"] = _ms(report_timings[1:])
             out[name("progress", days, key) + "_ms"] = _ms(progress_timings[1:])
+            out[name("lessons", days, key) + "_ms"] = _ms(lesson_timings[1:])
+            out[name("lessons", days, key) + "_figures"] = {
+                each.key: {lesson.key: {"sent": lesson.sent, "skipped": lesson.skipped,
+                                        "opened": lesson.opened,
+                                        "clicked_within_7_days": lesson.clicked_within_7_days,
+                                        "stopped_after": lesson.stopped_after}
+                           for lesson in each.lessons}
+                for each in lesson_figures}
             out[name("progress", days, key) + "_figures"] = {
                 f.key: {"started": f.started, "unit1_finished": f.unit1_finished,
                         "unit1_then_purchase": f.unit1_then_purchase,
