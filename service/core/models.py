@@ -332,3 +332,13 @@ Index("ix_subscribers_next_lesson_at", Subscriber.next_lesson_at,
 # The author's numbers per lesson, for a period.
 Index("ix_lesson_deliveries_regimen", LessonDelivery.regimen, LessonDelivery.lesson,
       LessonDelivery.at)
+# The author's lesson figures (service.funnel.lesson_stats): the links of lessons followed, and
+# the readers who stopped, of a period, as index ranges instead of reading the whole events and
+# subscribers tables (at a million readers, 30 days: 334 -> 214 and -> 266 ms). Partial: a
+# signup or an event without a lesson costs them nothing.
+Index("ix_events_lesson", Event.lesson, Event.created_at, Event.subscriber_id,
+      postgresql_where=Event.lesson.isnot(None), sqlite_where=Event.lesson.isnot(None))
+for _stop in (Subscriber.lessons_stopped_at, Subscriber.unsubscribed_at):
+    Index(f"ix_subscribers_{_stop.key}", _stop,
+          postgresql_where=_stop.isnot(None), sqlite_where=_stop.isnot(None))
+
