@@ -116,6 +116,13 @@ async def subscription(db: Database, email: str) -> Subscriber:
     return found
 
 
+async def agreed_at(db: Database, email: str) -> datetime:
+    """When the address's subscription agreed to lessons (its confirmation)."""
+    agreed = (await subscription(db, email)).lessons_consented_at
+    assert agreed is not None
+    return agreed
+
+
 async def lessons_queued(db: Database) -> list[tuple[str, str | None, OutboxStatus]]:
     async with db.transaction() as session:
         rows = await session.execute(
@@ -240,8 +247,7 @@ async def test_progress_skips_what_the_reader_no_longer_needs(
 ) -> None:
     worker = worker_for(runtime, clock)
     page = await confirmed(http, worker, smtp, "keen@example.org")
-    start = (await subscription(runtime.db, "keen@example.org")).lessons_consented_at
-    assert start is not None
+    start = await agreed_at(runtime.db, "keen@example.org")
     for exercise in runtime.catalog.regimens[DEFAULT_REGIMEN].units[0].exercises:
         await http.post(f"{page}/done/{exercise.slug}")
     assert (await http.get(f"{page}/go/psoas-release")).status_code == 303  # a purchase link
@@ -261,8 +267,7 @@ async def test_one_click_stops_the_lessons_and_the_page_keeps_working(
 ) -> None:
     worker = worker_for(runtime, clock)
     page = await confirmed(http, worker, smtp, "reader@example.org")
-    start = (await subscription(runtime.db, "reader@example.org")).lessons_consented_at
-    assert start is not None
+    start = await agreed_at(runtime.db, "reader@example.org")
     clock.now = start + 2 * DAY
     await worker.lessons()
     await worker.deliver_due()
@@ -292,8 +297,7 @@ async def test_unsubscribing_or_a_queued_lesson_after_stopping_sends_nothing(
     worker = worker_for(runtime, clock)
     await confirmed(http, worker, smtp, "one@example.org")
     await confirmed(http, worker, smtp, "two@example.org")
-    start = (await subscription(runtime.db, "two@example.org")).lessons_consented_at
-    assert start is not None
+    start = await agreed_at(runtime.db, "two@example.org")
     clock.now = start + 2 * DAY
     await worker.lessons()
     assert len(await lessons_queued(runtime.db)) == 2
@@ -318,8 +322,7 @@ async def test_editing_the_lessons_while_readers_wait(
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             worker = worker_for(runtime, clock)
             await confirmed(http, worker, smtp, "reader@example.org")
-            start = (await subscription(db, "reader@example.org")).lessons_consented_at
-            assert start is not None
+            start = await agreed_at(db, "reader@example.org")
             clock.now = start + 2 * DAY
             await worker.lessons()  # day 2's lesson: queued
             # The author removes day 2's lesson before it went out, moves day 5's to day 3,
@@ -358,8 +361,7 @@ async def test_erasing_the_reader_erases_their_lessons(
 ) -> None:
     worker = worker_for(runtime, clock)
     await confirmed(http, worker, smtp, "reader@example.org")
-    start = (await subscription(runtime.db, "reader@example.org")).lessons_consented_at
-    assert start is not None
+    start = await agreed_at(runtime.db, "reader@example.org")
     clock.now = start + 2 * DAY
     await worker.lessons()
     async with runtime.db.transaction() as session:
@@ -544,8 +546,7 @@ async def test_a_bounce_or_complaint_stops_the_lessons(
 ) -> None:
     worker = worker_for(runtime, clock)
     await confirmed(http, worker, smtp, "reader@example.org")
-    start = (await subscription(runtime.db, "reader@example.org")).lessons_consented_at
-    assert start is not None
+    start = await agreed_at(runtime.db, "reader@example.org")
     async with runtime.db.transaction() as session:
         await suppress(session, "reader@example.org", SuppressionReason.COMPLAINT, start)
     clock.now = start + 2 * DAY
