@@ -94,6 +94,11 @@ class EventKind(enum.StrEnum):
     PROGRAM_CLICKED = "program_clicked"
 
 
+# A reader following an exercise's or a program's link: what counts as a click for the
+# author's figures and for the lessons' rules alike.
+CLICK_KINDS = (EventKind.EXERCISE_CLICKED, EventKind.PROGRAM_CLICKED)
+
+
 def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
     # Stored as plain strings without a CHECK constraint: adding a kind is then a code change,
     # not a table rebuild on SQLite.

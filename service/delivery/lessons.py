@@ -44,8 +44,8 @@ from service.core.bulk import insert_rows, on_postgresql
 from service.core.content import Catalog, Regimen
 from service.core.lessons import Lesson
 from service.core.models import (
+    CLICK_KINDS,
     Event,
-    EventKind,
     LessonDelivery,
     LessonOutcome,
     LessonSeen,
@@ -234,7 +234,7 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
     done = await _values_by_subscriber(session, Progress.step, Progress.subscriber_id.in_(ids))
     clicks = await _values_by_subscriber(
         session, Event.exercise, Event.subscriber_id.in_(ids),
-        Event.kind.in_([EventKind.EXERCISE_CLICKED, EventKind.PROGRAM_CLICKED]))
+        Event.kind.in_(CLICK_KINDS))
     first_seen: dict[str, dict[str, datetime]] = {}
     for regimen_key, lesson_key, at in await session.execute(
             select(LessonSeen.regimen, LessonSeen.lesson, LessonSeen.first_seen_at)):

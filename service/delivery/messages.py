@@ -191,7 +191,7 @@ class Mailer:
         """Each regimen's kind is rendered (and its CSS inlined) once, with placeholders where
         the reader's own links go: per mail, only the links are filled in. `lessons`: whether
         the reader agreed to lessons (the regimen mail's footer says what follows)."""
-        return self._cached((regimen.key, kind, lessons), regimen, kind.value,
+        return self._cached((regimen.key, kind, lessons), regimen, kind,
                             lambda links: self._context(kind, regimen, links, lessons))
 
     def _lesson(self, regimen: Regimen, lesson: Lesson,
@@ -211,14 +211,13 @@ class Mailer:
                                  erase_url=links["erase_url"])
 
         return self._cached((regimen.key, MailKind.LESSON, lesson.key, following, count),
-                            regimen, MailKind.LESSON.value, context)
+                            regimen, MailKind.LESSON, context)
 
-    def _cached(self, key: tuple[object, ...], regimen: Regimen, template: str,
+    def _cached(self, key: tuple[object, ...], regimen: Regimen, kind: MailKind,
                 context: Callable[[dict[str, str]], MailContext]) -> tuple[Rendered, str]:
         cached = self._cache.get(key)
         if cached is None or cached[0] is not regimen:
-            kind = MailKind(template)
-            rendered = self.templates.render(template, context(
+            rendered = self.templates.render(kind.value, context(
                 {name: _placeholder(name) for name in LINKS[kind]}))
             cached = (regimen, rendered, mime.header_value(rendered.subject))
             self._cache[key] = cached

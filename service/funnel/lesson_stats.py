@@ -38,6 +38,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from service.core.content import Regimen
 from service.core.models import (
+    CLICK_KINDS,
     Event,
     LessonDelivery,
     LessonOutcome,
@@ -46,7 +47,6 @@ from service.core.models import (
     OutboxStatus,
     Subscriber,
 )
-from service.funnel.progress_stats import CLICKS
 
 FOLLOW_UP = timedelta(days=7)
 
@@ -122,7 +122,7 @@ async def _counts(session: AsyncSession, regimen: str, keys: list[str], since: d
     counts["clicked"] = await per_lesson(
         select(lesson, func.count(distinct(LessonDelivery.subscriber_id)))
         .join(Event, Event.subscriber_id == LessonDelivery.subscriber_id)
-        .where(*queued, Event.kind.in_(CLICKS), *after_scanners,
+        .where(*queued, Event.kind.in_(CLICK_KINDS), *after_scanners,
                Event.created_at <= _later(session, LessonDelivery.at, FOLLOW_UP)))
     later = LessonDelivery.__table__.alias("later")
     stopped_at = func.coalesce(Subscriber.lessons_stopped_at, Subscriber.unsubscribed_at)

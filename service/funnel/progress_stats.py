@@ -47,11 +47,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.core.content import READ_THROUGH, Regimen, Unit
-from service.core.models import Event, EventKind, Progress
+from service.core.models import CLICK_KINDS, Event, EventKind, Progress
+from service.readers import progress
 
 READ_THROUGH_TITLE = "Read the whole regimen through, once"
 PROGRESS_COLUMNS = ("regimen", "kind", "key", "title", "readers", "of_readers")
-CLICKS = (EventKind.EXERCISE_CLICKED, EventKind.PROGRAM_CLICKED)
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,10 @@ def _slugs(unit: Unit) -> list[str]:
 
 
 async def _steps(session: AsyncSession, regimen: Regimen, since: datetime) -> dict[str, int]:
-    steps = [READ_THROUGH, *(exercise.slug for exercise in regimen.exercises())]
     rows = await session.execute(
         select(Progress.step, func.count())
-        .where(*_cohort(regimen, since), Progress.step.in_(steps)).group_by(Progress.step))
+        .where(*_cohort(regimen, since), Progress.step.in_(progress.steps(regimen)))
+        .group_by(Progress.step))
     return {row[0]: row[1] for row in rows}
 
 
@@ -184,7 +184,6 @@ async def _readers(session: AsyncSession, regimen: Regimen, since: datetime,
     only for those readers (CASE), so it never becomes a join that reads every event. The
     readers are finally counted per combination of answers: a few rows, and each answer
     computed once per reader."""
-    steps = [READ_THROUGH, *(exercise.slug for exercise in regimen.exercises())]
     units = [_slugs(unit) for unit in regimen.units]
     measured = sorted({n for n, _ in asked})
     per_reader = (
@@ -193,7 +192,7 @@ async def _readers(session: AsyncSession, regimen: Regimen, since: datetime,
                  for n, slugs in enumerate(units)),
                *(func.max(Progress.done_at).filter(Progress.step.in_(units[n])).label(f"at{n}")
                  for n in measured))
-        .where(*_cohort(regimen, since), Progress.step.in_(steps))
+        .where(*_cohort(regimen, since), Progress.step.in_(progress.steps(regimen)))
         .group_by(Progress.subscriber_id).subquery())
 
     def done(n: int) -> ColumnElement[bool]:
@@ -203,7 +202,7 @@ async def _readers(session: AsyncSession, regimen: Regimen, since: datetime,
         bits = [func.max(case((link, 1 << bit), else_=0)) for bit, link in enumerate(links)]
         probe = (select(reduce(operator.add, bits))
                  .where(Event.subscriber_id == per_reader.c.subscriber_id,
-                        Event.kind.in_(CLICKS), Event.created_at >= per_reader.c[f"at{n}"])
+                        Event.kind.in_(CLICK_KINDS), Event.created_at >= per_reader.c[f"at{n}"])
                  .scalar_subquery())
         return case((done(n), probe), else_=None)
 

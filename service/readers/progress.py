@@ -22,9 +22,14 @@ from service.core.content import READ_THROUGH, Exercise, Regimen, Unit
 from service.core.models import Progress, Subscriber, table_of
 
 
+def steps(regimen: Regimen) -> list[str]:
+    """What can be marked done on the regimen's page, in its order: reading it through, then
+    each exercise."""
+    return [READ_THROUGH, *(exercise.slug for exercise in regimen.exercises())]
+
+
 def is_step(regimen: Regimen, step: str) -> bool:
-    """Whether `step` can be marked done on the regimen's page."""
-    return step == READ_THROUGH or any(e.slug == step for e in regimen.exercises())
+    return step in steps(regimen)
 
 
 async def done_steps(session: AsyncSession, subscriber: Subscriber) -> frozenset[str]:
@@ -111,8 +116,7 @@ class Standing:
 def standing(regimen: Regimen, done: frozenset[str]) -> Standing:
     """The reader's standing in `regimen` as served now: steps of exercises the author removed
     no longer count, and a new exercise counts as not done yet."""
-    current = {READ_THROUGH, *(exercise.slug for exercise in regimen.exercises())}
-    done = done & current
+    done = done & set(steps(regimen))
     return Standing(done=done, units=[
         UnitProgress(unit=unit, number=n,
                      done=sum(exercise.slug in done for exercise in unit.exercises))
