@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -299,6 +300,47 @@ class Progress(Base):
     regimen: Mapped[str] = mapped_column(String(80))
     signed_up_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FigureDay(Base):
+    """One regimen's signup day whose figures for the author are counted and kept in
+    `daily_figures` (service.funnel.rollups): a closed day, counted once by the worker and
+    again whenever something of one of its readers changes (`StaleFigureDay`)."""
+
+    __tablename__ = "figure_days"
+
+    regimen: Mapped[str] = mapped_column(String(80), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # The fingerprint of the regimen's shape the figures were counted with (its units,
+    # exercises and programs): figures counted before an edit are counted again.
+    shape: Mapped[str] = mapped_column(String(16))
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DailyFigure(Base):
+    """One figure of one regimen's readers who signed up on one day (service.funnel.figures
+    names them): e.g. ("confirmed", ""), ("exercise_clicks", "gentle-back"). Counts only."""
+
+    __tablename__ = "daily_figures"
+
+    regimen: Mapped[str] = mapped_column(String(80), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    figure: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class StaleFigureDay(Base):
+    """A note that something of a reader who signed up on a closed day changed (a confirmation,
+    a click, a step done, a lesson, a stop, an erasure), written in the same transaction as the
+    change: the worker counts that day again. Appended, never updated, so no row is shared by
+    concurrent writers; the worker deletes the notes it acted on."""
+
+    __tablename__ = "stale_figure_days"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    regimen: Mapped[str] = mapped_column(String(80))
+    day: Mapped[date] = mapped_column(Date)
 
 
 class ErasedAddress(Base):

@@ -19,6 +19,7 @@ from sqlalchemy import delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from service.core import stale_figures
 from service.core.bulk import insert_rows, on_postgresql
 from service.core.database import Database, rowcount, wake_after_commit
 from service.core.models import (
@@ -74,7 +75,8 @@ def mail_queued(db: Database) -> asyncio.Event:
 
 async def cancel_queued(session: AsyncSession, subscriber_id: int,
                         kind: MailKind | None = None) -> None:
-    """Cancel the subscription's queued mail (of one kind, or all)."""
+    """Cancel the subscription's queued mail (of one kind, or all). The caller notes the
+    change to the author's figures (service.core.stale_figures) with its own."""
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.subscriber_id == subscriber_id,
@@ -128,12 +130,24 @@ async def mark_sent(session: AsyncSession, message_ids: list[int], now: datetime
     )
 
 
-async def mark_cancelled(session: AsyncSession, message_id: int, reason: str) -> None:
+async def mark_cancelled(session: AsyncSession, message_id: int, reason: str,
+                         now: datetime) -> None:
     await _settle(session, message_id, status=OutboxStatus.CANCELLED, last_error=reason)
+    await _lesson_undelivered(session, message_id, now)
 
 
-async def mark_failed(session: AsyncSession, message_id: int, error: str) -> None:
+async def mark_failed(session: AsyncSession, message_id: int, error: str,
+                      now: datetime) -> None:
     await _settle(session, message_id, status=OutboxStatus.FAILED, last_error=error)
+    await _lesson_undelivered(session, message_id, now)
+
+
+async def _lesson_undelivered(session: AsyncSession, message_id: int, now: datetime) -> None:
+    """A lesson that will not reach its reader is not counted as sent any more
+    (service.funnel.lesson_stats): its reader's day of the author's figures changes."""
+    await stale_figures.note_readers(session, Subscriber.id.in_(
+        select(OutboxMessage.subscriber_id).where(OutboxMessage.id == message_id,
+                                                  OutboxMessage.kind == MailKind.LESSON)), now)
 
 
 async def mark_retry(

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.core import outbox
+from service.core import outbox, stale_figures
 from service.core.bulk import insert_rows, on_postgresql
 from service.core.content import Catalog, Regimen
 from service.core.lessons import Lesson
@@ -282,6 +282,8 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
                   "key": outbox_key(to_send[subscriber_id, lesson], lesson)}
                  for subscriber_id, lesson in inserted if (subscriber_id, lesson) in to_send]
         await session.run_sync(outbox.queue_rows, mails)
+        await stale_figures.note_readers(
+            session, Subscriber.id.in_({each["subscriber_id"] for each in deliveries}), now)
     return len(due)
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm.attributes import set_committed_value
 
+from service.core import stale_figures
 from service.core.models import Event, EventKind, MailKind, OutboxMessage, Subscriber, utcnow
 
 MILESTONES: dict[EventKind, InstrumentedAttribute[datetime | None]] = {
@@ -66,6 +67,7 @@ async def record(session: AsyncSession, kind: EventKind, subscriber: Subscriber,
     """`from_mail`: whether the link opened was a mail's, which a scanner may have opened.
     `lesson`: the lesson whose link it was."""
     at = now or utcnow()
+    stale_figures.note_reader(session, subscriber, at)
     session.add(Event(kind=kind, subscriber_id=subscriber.id, exercise=exercise, lesson=lesson,
                       created_at=at))
     column = MILESTONES.get(kind)

@@ -11,9 +11,10 @@ import hmac
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.core import stale_figures
 from service.core.database import rowcount
 from service.core.models import (
     Consent,
@@ -100,7 +101,8 @@ async def erase(session: AsyncSession, email: str, secret: str, now: datetime) -
     if await session.get(ErasedAddress, digest) is None:
         session.add(ErasedAddress(address_hash=digest, erased_at=now))
     # Subscriptions go with the reader, and consents, queued mail, events and progress with
-    # them (ON DELETE CASCADE all the way).
+    # them (ON DELETE CASCADE all the way): the author's figures of their days lose them.
+    await stale_figures.note_readers(session, Subscriber.email == email, now, consents=True)
     await session.execute(delete(Reader).where(Reader.email == email))
     await session.flush()
 
@@ -115,14 +117,13 @@ async def forget_unconfirmed(session: AsyncSession, now: datetime,
     than `retention`: we have no permission to keep their address."""
     recent = (select(Consent.subscriber_id).group_by(Consent.subscriber_id)
               .having(func.max(Consent.signed_up_at) > now - retention))
+    forgotten = (Subscriber.status == SubscriberStatus.PENDING,
+                 Subscriber.confirmed_at.is_(None),
+                 Subscriber.created_at <= now - retention,
+                 Subscriber.id.not_in(recent))
+    await stale_figures.note_readers(session, and_(*forgotten), now, consents=True)
     result = await session.execute(
-        delete(Subscriber)
-        .where(Subscriber.status == SubscriberStatus.PENDING,
-               Subscriber.confirmed_at.is_(None),
-               Subscriber.created_at <= now - retention,
-               Subscriber.id.not_in(recent))
-        .execution_options(synchronize_session=False)
-    )
+        delete(Subscriber).where(*forgotten).execution_options(synchronize_session=False))
     # An address left with no subscription goes too, unless it bounced or complained: that
     # "never mail it" is kept for the address's own sake.
     await session.execute(

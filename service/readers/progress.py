@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.core import stale_figures
 from service.core.bulk import insert_rows
 from service.core.content import READ_THROUGH, Exercise, Regimen, Unit
 from service.core.models import Progress, Subscriber, table_of
@@ -56,6 +57,7 @@ async def mark(session: AsyncSession, subscriber: Subscriber, step: str, done: b
                now: datetime) -> None:
     """Mark `step` done, or not done. Either is idempotent: a button pressed twice, or two tabs
     pressing it at once, leave the state asked for (the first time marked done is kept)."""
+    stale_figures.note_reader(session, subscriber, now)
     if done:
         row = {"subscriber_id": subscriber.id, "step": step, "regimen": subscriber.regimen,
                "signed_up_at": subscriber.created_at, "done_at": now}

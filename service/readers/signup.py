@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from service.abuse.mail_budget import MailBudget, MailWindow
+from service.core import stale_figures
 from service.core.bulk import among, insert_rows
 from service.core.models import (
     Consent,
@@ -145,6 +146,8 @@ async def confirm(
             select(Consent).where(Consent.subscriber_id == waiting.id)
             .order_by(Consent.id.desc()).limit(1)
         )
+        stale_figures.note(session, waiting.regimen, waiting.created_at,
+                           consent.signed_up_at if consent is not None else None, now=now)
         if consent is not None:
             consent.confirmed_at = now
             consent.confirm_ip = origin.ip
@@ -190,6 +193,7 @@ async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime, *,
         if each.status is not SubscriberStatus.UNSUBSCRIBED:
             each.status = SubscriberStatus.UNSUBSCRIBED
             each.unsubscribed_at = now
+        stale_figures.note_reader(session, each, now)
         each.next_lesson_at = None
         await cancel_queued(session, each.id)
 
@@ -201,6 +205,7 @@ async def stop_lessons(session: AsyncSession, claims: Claims, now: datetime) -> 
     subscriber = await subscriber_for(session, claims)
     if subscriber.lessons_stopped_at is None:
         subscriber.lessons_stopped_at = now
+    stale_figures.note_reader(session, subscriber, now)
     subscriber.next_lesson_at = None
     await cancel_queued(session, subscriber.id, MailKind.LESSON)
     return subscriber
@@ -291,5 +296,6 @@ async def suppress(
                 subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
             subscriber.status = SubscriberStatus.UNSUBSCRIBED
             subscriber.unsubscribed_at = now
+        stale_figures.note_reader(session, subscriber, now)
         await cancel_queued(session, subscriber.id)
     return True
