@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 
 from service.abuse.bots import Blocklist, Captcha, MxCheck
 from service.abuse.ip_limits import RateLimits
@@ -20,7 +21,8 @@ from service.core.settings import Settings
 from service.delivery.messages import Mailer
 from service.delivery.outgoing import Transport
 from service.delivery.transports import transport_from_url
-from service.delivery.worker import Pace, Worker
+from service.delivery.worker import Chore, Pace, Worker
+from service.funnel import upkeep
 from service.readers.links import Links
 from service.readers.tokens import Tokens
 from service.readers.writer import SignupWriter
@@ -70,7 +72,20 @@ class Runtime:
             stack.push_async_callback(self.transport.close)
 
     def worker(self) -> Worker:
-        return Worker(self.db, self.mailer, self.transport, Pace.from_settings(self.settings))
+        return Worker(self.db, self.mailer, self.transport, Pace.from_settings(self.settings),
+                      chores=(Chore("keeping the author's figures", FIGURES_EVERY_SECONDS,
+                                    self.keep_figures),))
+
+    async def keep_figures(self, now: datetime) -> upkeep.Pass:
+        """Count the closed days of the author's figures, and those noted stale; then forget
+        raw events past their retention (service.funnel.upkeep)."""
+        return await upkeep.keep(self.db, list(self.catalog.regimens.values()), now,
+                                 self.settings.scanner_window, self.settings.event_retention)
+
+
+# The author's figures of a closed day wait at most this long to be kept; until then they are
+# counted from the raw rows, so this is about speed, never about what the numbers say.
+FIGURES_EVERY_SECONDS = 300
 
 
 def build_runtime(settings: Settings, transport: Transport | None = None) -> Runtime:

@@ -9,9 +9,9 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -21,10 +21,13 @@ import httpx
 import yaml
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.core.content import Regimen
 from service.core.database import Database
-from service.core.models import Base, Reader, Subscriber
+from service.core.models import Base, Reader, Subscriber, utcnow
 from service.core.settings import Settings, load_settings
+from service.funnel import lesson_stats, progress_stats, rollups, stats
 from service.readers.signup import RequestOrigin, Signup
 from service.readers.tokens import Claims, Purpose
 from service.runtime import Runtime, build_runtime
@@ -205,3 +208,47 @@ def shipped_content_in(folder: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(PROJECT_ROOT / "content", folder / "content"))
+
+
+# The author's figures as the pages read them (service.funnel.rollups.read: the days kept, and
+# the rest counted from the raw rows), for a period from `since` on (to `now`, by default far
+# enough ahead to hold every reader a test made).
+def _until(since: datetime, now: datetime | None) -> datetime:
+    return now or max(utcnow(), since) + timedelta(days=400)
+
+
+async def report_of(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
+                    days: int, scanner_window: timedelta,
+                    regimen: str | None = None) -> stats.Report:
+    figures = await rollups.read(session, regimens, regimen, stats.period_start(now, days), now,
+                                 scanner_window)
+    return await stats.report(session, figures, regimens, now, days, scanner_window, regimen)
+
+
+async def funnel_of(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
+                    days: int, scanner_window: timedelta,
+                    regimen: str | None = None) -> stats.Report:
+    figures = await rollups.read(session, regimens, regimen, stats.period_start(now, days), now,
+                                 scanner_window)
+    return stats.funnel(figures, now, days, scanner_window, regimen)
+
+
+async def how_far_each_of(session: AsyncSession, regimens: Sequence[Regimen], since: datetime,
+                          now: datetime | None = None) -> list[progress_stats.HowFar]:
+    figures = await rollups.read(session, regimens, None, since, _until(since, now),
+                                 timedelta(0))
+    return progress_stats.how_far_each(regimens, since, figures)
+
+
+async def how_far_of(session: AsyncSession, regimen: Regimen, since: datetime,
+                     now: datetime | None = None) -> progress_stats.HowFar:
+    [figures] = await how_far_each_of(session, [regimen], since, now)
+    return figures
+
+
+async def lessons_of(session: AsyncSession, regimens: list[Regimen], since: datetime,
+                     scanner_window: timedelta,
+                     now: datetime | None = None) -> list[lesson_stats.RegimenLessons]:
+    figures = await rollups.read(session, regimens, None, since, _until(since, now),
+                                 scanner_window)
+    return lesson_stats.lessons(regimens, figures)

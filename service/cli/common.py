@@ -4,8 +4,9 @@ configuration, and the runtime opened and closed around the command's work."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
@@ -57,3 +58,26 @@ def address(raw: str) -> str:
         return normalize_address(raw)
     except InvalidAddress as exc:
         fail(str(exc))
+
+
+class DaysBar:
+    """A progress bar for counting the author's figures day by day (service.funnel.upkeep),
+    drawn once the number of days is known (the first batch tells)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, left: int) -> None:
+        if self.bar is None:
+            if not left:
+                return
+            self.bar = typer.progressbar(length=done + left, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)

@@ -14,6 +14,8 @@ from service.cli import common
 from service.core import logs
 from service.core.content import ContentError, load_content
 from service.core.migrations import migrate as run_migrations
+from service.core.models import utcnow
+from service.funnel import upkeep
 from service.runtime import Runtime
 from service.web.app import create_app
 
@@ -76,4 +78,19 @@ def migrate() -> None:
     except ContentError as exc:
         common.fail(common.content_problems(exc), code=1)
     run_migrations(settings.database_url, default_regimen=default)
-    typer.echo("Database is up to date.")
+    # The author's daily figures (migration 0016 made their tables): count every closed day
+    # not kept yet, which after that migration is all of them.
+    bar = common.DaysBar("Counting the author's figures per day")
+
+    async def work(runtime: Runtime) -> upkeep.Pass:
+        try:
+            return await upkeep.keep(runtime.db, list(runtime.catalog.regimens.values()),
+                                     utcnow(), runtime.settings.scanner_window, None,
+                                     every_regimen=True, counted=bar)
+        finally:
+            bar.close()
+
+    counted = common.run(work, settings)
+    typer.echo("Database is up to date."
+               + (f" Counted the author's figures of {counted.counted} days." if counted.counted
+                  else ""))

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # When set, /metrics wants `Authorization: Bearer <token>`.
     metrics_token: str = ""
     scanner_window: Seconds = Field(default=timedelta(seconds=60), ge=timedelta(0))
+    # Raw events older than this are deleted by the worker once the author's daily figures
+    # hold them (service.funnel.upkeep); the figures do not change.
+    event_retention: Seconds = Field(default=timedelta(days=400), ge=timedelta(days=1))
     log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("secret_keys", "allowed_origins", mode="before")

@@ -78,11 +78,22 @@ class Pace:
         return self.concurrency * 15
 
 
+@dataclass(frozen=True)
+class Chore:
+    """Work of another feature that the worker does every `seconds` (the runtime gives it: the
+    author's figures, service.funnel.upkeep). Its clock is the worker's."""
+
+    what: str
+    seconds: float
+    run: Callable[[datetime], Awaitable[object]]
+
+
 class Worker:
     def __init__(
         self, db: Database, mailer: Mailer, transport: Transport, pace: Pace, *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = utcnow, chores: tuple[Chore, ...] = (),
     ) -> None:
+        self.chores = chores
         self.db = db
         self.mailer = mailer
         self.transport = transport
@@ -104,6 +115,9 @@ class Worker:
                 tasks.create_task(self._every(self.pace.poll_seconds, "lessons", self.lessons))
                 tasks.create_task(self._every(RETENTION_EVERY_SECONDS, "forgetting "
                                               "unconfirmed signups", self.forget_unconfirmed))
+                for chore in self.chores:
+                    tasks.create_task(self._every(chore.seconds, chore.what,
+                                                  self._on_the_clock(chore)))
                 tasks.create_task(self._send_until_stopped())
         finally:
             log.info("outbox worker %s stopped", self.worker_id)
@@ -122,6 +136,9 @@ class Worker:
             else:
                 failures.succeeded()
             await first_of(self.stop, queued, timeout=self.pace.poll_seconds)
+
+    def _on_the_clock(self, chore: Chore) -> Callable[[], Awaitable[object]]:
+        return lambda: chore.run(self.clock())
 
     async def _every(self, seconds: float, what: str,
                      chore: Callable[[], Awaitable[object]]) -> None:

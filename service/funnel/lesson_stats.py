@@ -1,6 +1,6 @@
-"""The author's numbers per lesson: of the lessons settled in a period (service.delivery.lessons
-writes one `LessonDelivery` row per reader and lesson), how many were sent or skipped, and what
-readers did after one came.
+"""The author's numbers per lesson: of the readers who signed up in a period, per lesson
+(service.delivery.lessons writes one `LessonDelivery` row per reader and lesson), how many were
+sent or skipped, and what readers did after one came.
 
 - sent: queued for the reader, less those whose mail was then cancelled (the reader stopped,
   left or bounced first) or failed for good;
@@ -15,19 +15,14 @@ readers did after one came.
 Openings and clicks within `scanner_window` of the lesson's queueing are left out, as mail
 scanners follow every link of a mail within seconds of its delivery: the numbers are a floor.
 
-Each figure is one statement for all the lessons of a regimen, counted per lesson: each table is
-read once per figure, not once per lesson. Every event or stop that counts comes after a lesson
-settled in the period, so each statement says so against the period's start too (`since`), a
-bound the database can use where a delivery's own time is no use: the period's clicks are then
-a range of the events' (kind, created_at) index, read from the index alone. The links followed
-and the stops are bounded the same way, but no index holds the events' lesson or the
-subscriptions' stop times, so those two figures read the whole events and subscribers tables
-once each (~100 ms each at a million readers: bench/scale.py).
+`count` counts them from the raw rows for the readers of some signup days, each figure one
+statement for all the lessons at once; service.funnel.rollups keeps each closed day's counts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +42,7 @@ from service.core.models import (
     OutboxStatus,
     Subscriber,
 )
+from service.funnel.figures import Figures, Key
 
 FOLLOW_UP = timedelta(days=7)
 
@@ -70,73 +66,80 @@ class RegimenLessons:
     lessons: list[LessonFigures]
 
 
-async def lessons(session: AsyncSession, regimens: list[Regimen], since: datetime,
-                  scanner_window: timedelta) -> list[RegimenLessons]:
-    """Each of `regimens` that has lessons, each lesson in its file's order."""
+FIGURES = ("lesson_queued", "lesson_undelivered", "lesson_skipped", "lesson_opened",
+           "lesson_clicked", "lesson_stopped")
+
+
+def lessons(regimens: list[Regimen], figures: Mapping[str, Figures]) -> list[RegimenLessons]:
+    """Each of `regimens` that has lessons, each lesson in its file's order, from the counts
+    (service.funnel.rollups.read) of the readers who signed up in the period."""
     out: list[RegimenLessons] = []
     for regimen in regimens:
         if not regimen.lessons:
             continue
-        counts = await _counts(session, regimen.key, [lesson.key for lesson in regimen.lessons],
-                               since, scanner_window)
+        counts = figures.get(regimen.key, Figures())
         out.append(RegimenLessons(key=regimen.key, title=regimen.title, lessons=[
             LessonFigures(key=lesson.key, subject=lesson.subject, after_days=lesson.after,
-                          sent=counts["queued"][lesson.key] - counts["undelivered"][lesson.key],
-                          skipped=counts["skipped"][lesson.key],
-                          opened=counts["opened"][lesson.key],
-                          clicked_within_7_days=counts["clicked"][lesson.key],
-                          stopped_after=counts["stopped"][lesson.key])
+                          sent=counts["lesson_queued", lesson.key]
+                          - counts["lesson_undelivered", lesson.key],
+                          skipped=counts["lesson_skipped", lesson.key],
+                          opened=counts["lesson_opened", lesson.key],
+                          clicked_within_7_days=counts["lesson_clicked", lesson.key],
+                          stopped_after=counts["lesson_stopped", lesson.key])
             for lesson in regimen.lessons]))
     return out
 
 
-async def _counts(session: AsyncSession, regimen: str, keys: list[str], since: datetime,
-                  scanner_window: timedelta) -> dict[str, Counter[str]]:
-    """Each figure's count per lesson (of `keys`), for the lessons settled since `since`."""
+async def count(session: AsyncSession, regimen: str, since: datetime, until: datetime,
+                scanner_window: timedelta) -> Counter[Key]:
+    """Each figure's count per lesson (every lesson, by its key), of the regimen's readers who
+    signed up in [since, until)."""
     lesson = LessonDelivery.lesson
-    settled = (LessonDelivery.regimen == regimen, lesson.in_(keys), LessonDelivery.at >= since)
+    cohort = select(Subscriber.id).where(Subscriber.created_at >= since,
+                                         Subscriber.created_at < until,
+                                         Subscriber.regimen == regimen)
+    settled = (LessonDelivery.subscriber_id.in_(cohort),)
     queued = (*settled, LessonDelivery.outcome == LessonOutcome.QUEUED)
+    counts: Counter[Key] = Counter()
 
-    async def per_lesson(query: Select[str, int]) -> Counter[str]:
-        return Counter(dict((await session.execute(query.group_by(lesson))).all()))
+    async def per_lesson(figure: str, query: Select[str, int]) -> None:
+        for key, number in await session.execute(query.group_by(lesson)):
+            counts[figure, key] = number
 
-    counts: dict[str, Counter[str]] = {"queued": Counter(), "skipped": Counter()}
-    for key, outcome, count in await session.execute(
+    for key, outcome, number in await session.execute(
             select(lesson, LessonDelivery.outcome, func.count()).where(*settled)
             .group_by(lesson, LessonDelivery.outcome)):
-        counts[LessonOutcome(outcome).value][key] = count
-    counts["undelivered"] = await per_lesson(select(lesson, func.count()).where(
+        counts[f"lesson_{LessonOutcome(outcome).value}", key] = number
+    await per_lesson("lesson_undelivered", select(lesson, func.count()).where(
         *queued, exists().where(
             OutboxMessage.subscriber_id == LessonDelivery.subscriber_id,
             OutboxMessage.kind == MailKind.LESSON, OutboxMessage.lesson == lesson,
             OutboxMessage.status.in_([OutboxStatus.CANCELLED, OutboxStatus.FAILED]))))
-    # The second bound follows from the first (the delivery came at `since` or later).
+    # The second bound follows from the first (a reader's lesson comes after signing up).
     after_scanners = (Event.created_at > _later(session, LessonDelivery.at, scanner_window),
                       Event.created_at > since + scanner_window)
-    counts["opened"] = await per_lesson(select(lesson, func.count()).where(*queued, exists().where(
+    await per_lesson("lesson_opened", select(lesson, func.count()).where(*queued, exists().where(
         Event.subscriber_id == LessonDelivery.subscriber_id, Event.lesson == lesson,
-        Event.lesson.in_(keys), *after_scanners)))
+        *after_scanners)))
     # A join counted once per delivery (one row per reader and lesson) rather than EXISTS:
-    # the database can then keep the period's deliveries at hand and read the period's clicks
-    # past them once, instead of keeping every click of the period at hand.
-    counts["clicked"] = await per_lesson(
-        select(lesson, func.count(distinct(LessonDelivery.subscriber_id)))
-        .join(Event, Event.subscriber_id == LessonDelivery.subscriber_id)
-        .where(*queued, Event.kind.in_(CLICK_KINDS), *after_scanners,
-               Event.created_at <= _later(session, LessonDelivery.at, FOLLOW_UP)))
+    # the database can then keep the deliveries at hand and read the clicks past them once.
+    await per_lesson("lesson_clicked",
+                     select(lesson, func.count(distinct(LessonDelivery.subscriber_id)))
+                     .join(Event, Event.subscriber_id == LessonDelivery.subscriber_id)
+                     .where(*queued, Event.kind.in_(CLICK_KINDS), *after_scanners,
+                            Event.created_at <= _later(session, LessonDelivery.at, FOLLOW_UP)))
     later = LessonDelivery.__table__.alias("later")
     stopped_at = func.coalesce(Subscriber.lessons_stopped_at, Subscriber.unsubscribed_at)
-    counts["stopped"] = await per_lesson(
+    await per_lesson(
+        "lesson_stopped",
         select(lesson, func.count()).select_from(LessonDelivery)
         .join(Subscriber, Subscriber.id == LessonDelivery.subscriber_id)
         .where(*queued, or_(Subscriber.lessons_stopped_at >= LessonDelivery.at,
                             Subscriber.unsubscribed_at >= LessonDelivery.at),
-               # Follows from the line above, as after_scanners' second bound does.
-               or_(Subscriber.lessons_stopped_at >= since, Subscriber.unsubscribed_at >= since),
                ~exists().where(later.c.subscriber_id == LessonDelivery.subscriber_id,
                                later.c.outcome == LessonOutcome.QUEUED,
                                later.c.at > LessonDelivery.at, later.c.at <= stopped_at)))
-    return counts
+    return +counts
 
 
 COLUMNS = ("regimen", "lesson", "day", "sent", "skipped", "opened_its_links",

@@ -37,7 +37,8 @@ not free.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
@@ -48,6 +49,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from service.core.content import READ_THROUGH, Regimen, Unit
 from service.core.models import CLICK_KINDS, Event, EventKind, Progress
+from service.funnel.figures import Figures, Key
 from service.readers import progress
 
 READ_THROUGH_TITLE = "Read the whole regimen through, once"
@@ -141,19 +143,21 @@ async def _plan_for_the_period(session: AsyncSession) -> None:
             "set_config('jit', 'off', true), set_config('work_mem', '16MB', true)"))
 
 
-def _cohort(regimen: Regimen, since: datetime) -> list[ColumnElement[bool]]:
-    """The index range: the regimen's rows of readers who signed up since `since`."""
-    return [Progress.regimen == regimen.key, Progress.signed_up_at >= since]
+def _cohort(regimen: Regimen, since: datetime, until: datetime) -> list[ColumnElement[bool]]:
+    """The index range: the regimen's rows of readers who signed up in [since, until)."""
+    return [Progress.regimen == regimen.key, Progress.signed_up_at >= since,
+            Progress.signed_up_at < until]
 
 
 def _slugs(unit: Unit) -> list[str]:
     return [exercise.slug for exercise in unit.exercises]
 
 
-async def _steps(session: AsyncSession, regimen: Regimen, since: datetime) -> dict[str, int]:
+async def _steps(session: AsyncSession, regimen: Regimen, since: datetime,
+                 until: datetime) -> dict[str, int]:
     rows = await session.execute(
         select(Progress.step, func.count())
-        .where(*_cohort(regimen, since), Progress.step.in_(progress.steps(regimen)))
+        .where(*_cohort(regimen, since, until), Progress.step.in_(progress.steps(regimen)))
         .group_by(Progress.step))
     return {row[0]: row[1] for row in rows}
 
@@ -174,7 +178,7 @@ class _Readers:
     clicked: list[list[int]]
 
 
-async def _readers(session: AsyncSession, regimen: Regimen, since: datetime,
+async def _readers(session: AsyncSession, regimen: Regimen, since: datetime, until: datetime,
                    asked: list[tuple[int, list[ColumnElement[bool]]]]) -> _Readers:
     """One pass over the cohort's rows, grouped per reader: how many steps of each unit they
     marked and, for the units asked about, when they marked its last one. A reader who finished
@@ -192,7 +196,7 @@ async def _readers(session: AsyncSession, regimen: Regimen, since: datetime,
                  for n, slugs in enumerate(units)),
                *(func.max(Progress.done_at).filter(Progress.step.in_(units[n])).label(f"at{n}")
                  for n in measured))
-        .where(*_cohort(regimen, since), Progress.step.in_(progress.steps(regimen)))
+        .where(*_cohort(regimen, since, until), Progress.step.in_(progress.steps(regimen)))
         .group_by(Progress.subscriber_id).subquery())
 
     def done(n: int) -> ColumnElement[bool]:
@@ -237,11 +241,14 @@ def _program_link(regimen: Regimen, program: str) -> ColumnElement[bool]:
                and_(Event.kind == EventKind.PROGRAM_CLICKED, Event.exercise == program))
 
 
-async def how_far(session: AsyncSession, regimen: Regimen, since: datetime) -> HowFar:
-    """The regimen's figures for its readers who signed up since `since`: two queries, each
-    over the cohort's range of `ix_progress_cohort` (see `_readers`)."""
+async def count(session: AsyncSession, regimen: Regimen, since: datetime,
+                until: datetime) -> Counter[Key]:
+    """The regimen's progress figures (service.funnel.figures) of its readers who signed up in
+    [since, until): two queries, each over the cohort's range of `ix_progress_cohort` (see
+    `_readers`). Units and programs as the regimen is served now (service.funnel.rollups
+    counts a day again after the regimen's shape changed)."""
     await _plan_for_the_period(session)
-    done = await _steps(session, regimen, since)
+    done = await _steps(session, regimen, since, until)
     befores = {key: unit_before(regimen, key) for key in regimen.programs}
     # The links asked about per unit measured from: any purchase link after Unit 1 (the key
     # None), each program's after the unit before it.
@@ -252,32 +259,46 @@ async def how_far(session: AsyncSession, regimen: Regimen, since: datetime) -> H
             asked.setdefault(index, []).append((key, _program_link(regimen, key)))
     questions = [(n, links[start:start + LINKS_PER_PROBE]) for n, links in asked.items()
                  for start in range(0, len(links), LINKS_PER_PROBE)]
-    readers = await _readers(session, regimen, since,
+    readers = await _readers(session, regimen, since, until,
                              [(n, [link for _, link in links]) for n, links in questions])
-    clicked = {key: number for (_, links), numbers in zip(questions, readers.clicked, strict=True)
-               for (key, _), number in zip(links, numbers, strict=True)}
+    counts: Counter[Key] = Counter({("step", step): n for step, n in done.items()})
+    counts["started", ""] = readers.started
+    counts.update({("unit_finished", str(n)): finished
+                   for n, finished in enumerate(readers.finished, start=1)})
+    for (_, links), numbers in zip(questions, readers.clicked, strict=True):
+        for (program, _), number in zip(links, numbers, strict=True):
+            counts["then_purchase" if program is None else "program_clicked",
+                   program or ""] = number
+    return +counts
+
+
+def how_far(regimen: Regimen, since: datetime, figures: Figures) -> HowFar:
+    """The regimen's figures for its readers who signed up since `since`, from their counts
+    (service.funnel.rollups.read)."""
+    finished = [figures["unit_finished", str(n)] for n in range(1, len(regimen.units) + 1)]
     programs = []
     for key, program in regimen.programs.items():
-        index = befores[key]
+        index = unit_before(regimen, key)
         programs.append(ProgramConversion(
             key=key, name=program.name, after=None if index is None else index + 1,
             after_title=None if index is None else regimen.units[index].title,
-            finished=None if index is None else readers.finished[index],
-            clicked=None if index is None else clicked[key]))
+            finished=None if index is None else finished[index],
+            clicked=None if index is None else figures["program_clicked", key]))
     return HowFar(
-        key=regimen.key, title=regimen.title, since=since, started=readers.started,
-        steps=[StepDone(READ_THROUGH, READ_THROUGH_TITLE, done.get(READ_THROUGH, 0)),
-               *(StepDone(e.slug, e.title, done.get(e.slug, 0)) for e in regimen.exercises())],
+        key=regimen.key, title=regimen.title, since=since, started=figures["started", ""],
+        steps=[StepDone(READ_THROUGH, READ_THROUGH_TITLE, figures["step", READ_THROUGH]),
+               *(StepDone(e.slug, e.title, figures["step", e.slug])
+                 for e in regimen.exercises())],
         units=[UnitFinished(number=n, title=unit.title, exercises=len(unit.exercises),
-                            readers=readers.finished[n - 1])
+                            readers=finished[n - 1])
                for n, unit in enumerate(regimen.units, start=1)],
-        unit1_then_purchase=clicked[None], programs=programs)
+        unit1_then_purchase=figures["then_purchase", ""], programs=programs)
 
 
-async def how_far_each(session: AsyncSession, regimens: Sequence[Regimen],
-                       since: datetime) -> list[HowFar]:
+def how_far_each(regimens: Sequence[Regimen], since: datetime,
+                 figures: Mapping[str, Figures]) -> list[HowFar]:
     """`how_far` of each regimen in turn (the one shown, or every one served)."""
-    return [await how_far(session, regimen, since) for regimen in regimens]
+    return [how_far(regimen, since, figures.get(regimen.key, Figures())) for regimen in regimens]
 
 
 NO_UNIT_BEFORE = "no unit before it (it holds exercises of Unit 1 and no next step names it)"

@@ -11,10 +11,12 @@ outbox is one queue for every regimen, so its health is reported whole.
 
 How far each reader got is kept on their row when it happens (service.funnel.events): the first
 opening of the confirmation page by a person, the first regimen opening, the first exercise
-click. So the numbers are range counts on indexed columns of `subscribers`, fast on a million
-readers: the totals count, of the readers who signed up in the period, those who reached each
-step; the daily series count the readers who reached a step for the first time on that day
-(and every exercise click of that day).
+click. Every figure is of the readers who signed up in the period (the cohort), however long
+after signing up they reached a step: the totals count, of those readers, the ones who reached
+each step; the daily series does the same for each signup day; the exercises list their clicks
+(at any time) and how many of them clicked; the sources count the consents given in the period.
+So a day's figures add up with the next day's, and service.funnel.rollups keeps each closed
+day's, counted by `count`; a year's view reads 365 rows per figure, not a year of readers.
 
 How opens of the confirmation page are counted. Mail security scanners (Safe Links, Mimecast,
 Proofpoint...) fetch every link of a mail within seconds of its delivery, so a raw count of
@@ -38,12 +40,12 @@ button are not missed.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -56,6 +58,8 @@ from service.core.models import (
     OutboxStatus,
     Subscriber,
 )
+from service.core.stale_figures import day_of
+from service.funnel.figures import Figures, Key, day_sum
 from service.readers.addresses import mask
 
 DEFAULT_DAYS = 30
@@ -170,13 +174,6 @@ def period_start(now: datetime, days: int) -> datetime:
                             tzinfo=now.tzinfo)
 
 
-def _day(session: AsyncSession, column: Any) -> ColumnElement[Any]:
-    """The UTC calendar day of a timestamp, on either database."""
-    if session.get_bind().dialect.name == "sqlite":
-        return func.date(column)
-    return cast(func.timezone("UTC", column), Date)
-
-
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
@@ -186,171 +183,127 @@ def _of(regimen: str | None) -> list[ColumnElement[bool]]:
     return [] if regimen is None else [Subscriber.regimen == regimen]
 
 
-def _clicked_since(since: datetime) -> tuple[ColumnElement[bool], ...]:
-    return Event.kind == EventKind.EXERCISE_CLICKED, Event.created_at >= since
+def _cohort(regimen: str, start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The regimen's readers who signed up in [start, end): an index range."""
+    return (Subscriber.created_at >= start, Subscriber.created_at < end,
+            Subscriber.regimen == regimen)
 
 
-def _offered_by(regimens: Sequence[Regimen]) -> dict[str, set[str]]:
-    """Each exercise's slug, with the keys of the regimens that offer it."""
-    offered: dict[str, set[str]] = {}
-    for regimen in regimens:
-        for exercise in regimen.exercises():
-            offered.setdefault(exercise.slug, set()).add(regimen.key)
-    return offered
+async def count(session: AsyncSession, regimen: str, start: datetime,
+                end: datetime) -> Figures:
+    """The funnel's figures (service.funnel.figures) of the regimen's readers who signed up in
+    [start, end), from the raw rows: per signup day, how far they got, and their exercise
+    clicks (each exercise's, and how many of them clicked it); the sources of the consents
+    given in those days."""
+    figures = Figures()
+    day = day_of(session, Subscriber.created_at)
+    rows = await session.execute(
+        select(day, func.count(), func.count(Subscriber.confirmed_at),
+               func.count().filter(Subscriber.confirm_page_opened_at.is_not(None),
+                                   Subscriber.confirmed_at.is_(None)),
+               func.count(Subscriber.regimen_opened_at), func.count(Subscriber.first_click_at))
+        .where(*_cohort(regimen, start, end)).group_by(day))
+    for signed_up, signups, confirmed, stopped, regimen_opened, clicked in rows:
+        figures.add_day(_as_date(signed_up), Counter({
+            ("signups", ""): signups, ("confirmed", ""): confirmed,
+            ("stopped_at_button", ""): stopped, ("regimen_opened", ""): regimen_opened,
+            ("clicked", ""): clicked}))
+    # Per reader and exercise first (the events' subscriber index), then per day and exercise.
+    per_reader = (
+        select(day.label("day"), Event.exercise, func.count().label("clicks"))
+        .join(Event, Event.subscriber_id == Subscriber.id)
+        .where(*_cohort(regimen, start, end), Event.kind == EventKind.EXERCISE_CLICKED)
+        .group_by(Subscriber.id, day, Event.exercise).subquery())
+    for signed_up, slug, clicks, readers in await session.execute(
+            select(per_reader.c.day, per_reader.c.exercise, func.sum(per_reader.c.clicks),
+                   func.count()).group_by(per_reader.c.day, per_reader.c.exercise)):
+        figures.add_day(_as_date(signed_up), Counter({("exercise_clicks", slug or ""): int(clicks),
+                                                      ("exercise_readers", slug or ""): readers}))
+    url = func.coalesce(Consent.source_url, "")
+    given = day_of(session, Consent.signed_up_at)
+    for signed_up, source, signups, confirmed in await session.execute(
+            select(given, url, func.count(), func.count(Consent.confirmed_at))
+            .join(Subscriber, Subscriber.id == Consent.subscriber_id)
+            .where(Consent.signed_up_at >= start, Consent.signed_up_at < end,
+                   Subscriber.regimen == regimen)
+            .group_by(given, url)):
+        figures.add_day(_as_date(signed_up), Counter({("source_signups", source): signups,
+                                                      ("source_confirmed", source): confirmed}))
+    return figures
 
 
-async def funnel(session: AsyncSession, regimens: Sequence[Regimen], now: datetime, days: int,
-                 scanner_window: timedelta, regimen: str | None = None) -> Report:
+def funnel(figures: Mapping[str, Figures], now: datetime, days: int, scanner_window: timedelta,
+           regimen: str | None = None) -> Report:
     """The daily funnel and the period's totals (the cheap part: `regimen stats`, the CSV),
-    of the regimen whose key is `regimen`, or of every regimen together (None).
-
-    `regimens`: the content served now, which tells whose exercise a click was (see
-    `_clicks_per_day`). `scanner_window` is only reported: it was applied when each opening
-    was recorded."""
+    from the figures (service.funnel.rollups.read) of the regimen whose key is `regimen`, or
+    of every regimen together (None). `scanner_window` is only reported: it was applied when
+    each opening was recorded."""
     since = period_start(now, days)
     series = {since.date() + timedelta(days=n): Day(since.date() + timedelta(days=n))
               for n in range(days)}
-
-    async def per_day(attribute: str, column: Any) -> None:
-        day = _day(session, column)
-        rows = await session.execute(select(day, func.count())
-                                     .where(column >= since, *_of(regimen)).group_by(day))
-        for key, number in rows:
-            entry = series.get(_as_date(key))
+    total: Counter[Key] = Counter()
+    for each in figures.values():
+        total.update(each.total)
+        for signed_up, counts in each.days.items():
+            entry = series.get(signed_up)
             if entry is not None:
-                setattr(entry, attribute, number)
-
-    # Each an index range on one column (the regimen read from the same index): the readers
-    # who reached that step on that day for the first time.
-    await per_day("signups", Subscriber.created_at)
-    await per_day("confirmed", Subscriber.confirmed_at)
-    await per_day("confirm_page_opened", Subscriber.confirm_page_opened_at)
-    await per_day("regimen_opened", Subscriber.regimen_opened_at)
-    for key, number in (await _clicks_per_day(session, regimens, since, regimen)).items():
-        if key in series:
-            series[key].exercise_clicks = number
-    totals = await _totals(session, since, regimen)
+                entry.signups += counts["signups", ""]
+                entry.confirmed += counts["confirmed", ""]
+                entry.confirm_page_opened += counts["confirmed", ""] \
+                    + counts["stopped_at_button", ""]
+                entry.regimen_opened += counts["regimen_opened", ""]
+                entry.exercise_clicks += day_sum(counts, "exercise_clicks")
+    confirmed, stopped = total["confirmed", ""], total["stopped_at_button", ""]
+    totals = Totals(signups=total["signups", ""], confirmed=confirmed,
+                    stopped_at_button=stopped,
+                    # Pressing the button proves the page was opened by a person.
+                    confirm_page_opened=confirmed + stopped,
+                    regimen_opened=total["regimen_opened", ""], clicked=total["clicked", ""])
     return Report(since=since, until=now, scanner_window=scanner_window,
                   days=list(series.values()), totals=totals, regimen=regimen)
 
 
-async def _clicks_per_day(session: AsyncSession, regimens: Sequence[Regimen], since: datetime,
-                          regimen: str | None) -> dict[date, int]:
-    """Every exercise click of each day: all of them, or one regimen's readers'.
-
-    Whose a click was is told by its exercise where one regimen alone offers it: the clicks
-    are read from the events' index alone, as fast as for all regimens, where looking up each
-    click's reader would cost a second and more on a million readers. Only an exercise that
-    several regimens offer, or that none offers any more, is looked up reader by reader. (A
-    click on an exercise since moved to another regimen counts for the one offering it now.)"""
-    day = _day(session, Event.created_at)
-    rows = await session.execute(select(day, Event.exercise, func.count())
-                                 .where(*_clicked_since(since)).group_by(day, Event.exercise))
-    offered = _offered_by(regimens)
-    counted: Counter[date] = Counter()
-    unsure: set[str] = set()
-    for key, slug, number in rows:
-        offered_by = offered.get(slug, set())
-        if regimen is None or offered_by == {regimen}:
-            counted[_as_date(key)] += number
-        elif regimen in offered_by or not offered_by:
-            unsure.add(slug)
-    if unsure:
-        rows = await session.execute(
-            select(day, func.count()).join(Subscriber, Subscriber.id == Event.subscriber_id)
-            .where(*_clicked_since(since), Event.exercise.in_(sorted(unsure)),
-                   Subscriber.regimen == regimen)
-            .group_by(day))
-        for key, number in rows:
-            counted[_as_date(key)] += number
-    return counted
-
-
-async def _totals(session: AsyncSession, since: datetime, regimen: str | None) -> Totals:
-    row = (await session.execute(
-        select(
-            func.count(),
-            func.count(Subscriber.confirmed_at),
-            func.count().filter(Subscriber.confirm_page_opened_at.is_not(None),
-                                Subscriber.confirmed_at.is_(None)),
-            func.count(Subscriber.regimen_opened_at),
-            func.count(Subscriber.first_click_at),
-        ).where(Subscriber.created_at >= since, *_of(regimen))
-    )).one()
-    signups, confirmed, stopped, regimen_opened, clicked = row
-    return Totals(signups=signups, confirmed=confirmed, stopped_at_button=stopped,
-                  # Pressing the button proves the page was opened by a person.
-                  confirm_page_opened=confirmed + stopped,
-                  regimen_opened=regimen_opened, clicked=clicked)
-
-
-async def report(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
-                 days: int, scanner_window: timedelta, regimen: str | None = None) -> Report:
-    """Everything the admin page shows, for the regimen whose key is `regimen` or for every
-    regimen together (None).
+async def report(session: AsyncSession, figures: Mapping[str, Figures],
+                 regimens: Sequence[Regimen], now: datetime, days: int,
+                 scanner_window: timedelta, regimen: str | None = None) -> Report:
+    """Everything the admin page shows of the funnel, for the regimen whose key is `regimen` or
+    for every regimen together (None).
 
     `regimens`: the content served now, in its listing order. The clicks are listed per
     regimen, each regimen's exercises in its order, every one even with no clicks: the one
     regimen's, or each of `regimens` in turn."""
-    result = await funnel(session, regimens, now, days, scanner_window, regimen)
-    result.sources = await _sources(session, result.since, regimen)
-    result.exercises = await _exercises(session, regimens, result.since, regimen)
+    result = funnel(figures, now, days, scanner_window, regimen)
+    result.sources = _sources(figures)
+    result.exercises = _exercises(figures, regimens, regimen)
     result.outbox = await outbox_health(session, now)
     result.recent = await _recent(session, result.since, regimen)
     return result
 
 
-async def _sources(session: AsyncSession, since: datetime,
-                   regimen: str | None) -> list[Source]:
-    url = func.coalesce(Consent.source_url, "")
-    query = select(url, func.count(), func.count(Consent.confirmed_at)) \
-        .where(Consent.signed_up_at >= since)
-    if regimen is not None:
-        # Each consent's subscription looked up: the one query of a regimen's page that reads
-        # more than an index range (about 0.1 s for the 80,000 signups of 30 days).
-        query = query.join(Subscriber, Subscriber.id == Consent.subscriber_id) \
-            .where(Subscriber.regimen == regimen)
-    rows = await session.execute(
-        query.group_by(url).order_by(func.count().desc(), url).limit(TOP_SOURCES))
-    return [Source(url=u, signups=n, confirmed=c) for u, n, c in rows]
+def _sources(figures: Mapping[str, Figures]) -> list[Source]:
+    signups: Counter[str] = Counter()
+    confirmed: Counter[str] = Counter()
+    for each in figures.values():
+        signups.update(each.keyed("source_signups"))
+        confirmed.update(each.keyed("source_confirmed"))
+    top = sorted(signups.items(), key=lambda item: (-item[1], item[0]))[:TOP_SOURCES]
+    return [Source(url=url, signups=n, confirmed=confirmed[url]) for url, n in top]
 
 
-async def _exercises(session: AsyncSession, regimens: Sequence[Regimen], since: datetime,
-                     regimen: str | None) -> list[RegimenClicks]:
-    """The clicks of each exercise of the regimens shown, and how many readers clicked it;
-    whose each click was is told as in `_clicks_per_day`."""
+def _exercises(figures: Mapping[str, Figures], regimens: Sequence[Regimen],
+               regimen: str | None) -> list[RegimenClicks]:
+    """Each exercise of the regimens shown, in their order: its clicks by the period's readers
+    of that regimen, and how many of them clicked it."""
     shown = [r for r in regimens if regimen is None or r.key == regimen]
-    offered = _offered_by(regimens)
-    slugs = sorted({exercise.slug for r in shown for exercise in r.exercises()})
-    shared = [slug for slug in slugs if len(offered[slug]) > 1]
-    # Per (exercise, reader) first, then per exercise: hashing beats a sort for DISTINCT.
-    per_reader = (
-        select(Event.exercise, func.count().label("clicks"))
-        .where(*_clicked_since(since), Event.exercise.in_(slugs))
-        .group_by(Event.exercise, Event.subscriber_id).subquery()
-    )
-    rows = await session.execute(
-        select(per_reader.c.exercise, func.sum(per_reader.c.clicks), func.count())
-        .group_by(per_reader.c.exercise))
-    counted = {(key, slug): (int(clicks), readers) for slug, clicks, readers in rows
-               if slug not in shared for key in offered[slug]}
-    if shared:
-        per_reader = (
-            select(Subscriber.regimen, Event.exercise, func.count().label("clicks"))
-            .join(Subscriber, Subscriber.id == Event.subscriber_id)
-            .where(*_clicked_since(since), Event.exercise.in_(shared), *_of(regimen))
-            .group_by(Event.subscriber_id, Subscriber.regimen, Event.exercise).subquery()
-        )
-        rows = await session.execute(
-            select(per_reader.c.regimen, per_reader.c.exercise, func.sum(per_reader.c.clicks),
-                   func.count())
-            .group_by(per_reader.c.regimen, per_reader.c.exercise))
-        counted |= {(key, slug): (int(clicks), readers) for key, slug, clicks, readers in rows}
-    return [RegimenClicks(key=r.key, title=r.title, exercises=[
-        ExerciseClicks(slug=e.slug, title=e.title, free=e.is_free,
-                       clicks=counted.get((r.key, e.slug), (0, 0))[0],
-                       readers=counted.get((r.key, e.slug), (0, 0))[1])
-        for e in r.exercises()]) for r in shown]
+    out = []
+    for each in shown:
+        counted = figures.get(each.key, Figures())
+        out.append(RegimenClicks(key=each.key, title=each.title, exercises=[
+            ExerciseClicks(slug=e.slug, title=e.title, free=e.is_free,
+                           clicks=counted["exercise_clicks", e.slug],
+                           readers=counted["exercise_readers", e.slug])
+            for e in each.exercises()]))
+    return out
 
 
 async def outbox_health(session: AsyncSession, now: datetime) -> OutboxHealth:

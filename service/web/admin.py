@@ -10,20 +10,23 @@ both); its colours come from classes in style.css.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from service.core.content import KEY_MAX_LENGTH, Catalog, Regimen
 from service.core.models import utcnow
-from service.funnel import lesson_stats, progress_stats, stats
+from service.funnel import lesson_stats, progress_stats, rollups, stats
+from service.funnel.figures import Figures
+from service.runtime import Runtime
 from service.web.dependencies import PasswordOnly, Refusal, RuntimeDep, password_protected
 from service.web.pages import PRIVATE_HEADERS, render
 from service.web.schemas import CRASHED, PLAIN, TEXT, WRONG_TOO_OFTEN, Answers, error, page
@@ -90,37 +93,35 @@ async def admin_page(request: Request, runtime: RuntimeDep, days: Days = 30,
     catalog = runtime.catalog
     selected = chosen(catalog, regimen)
     now = utcnow()
-
-    async def funnel() -> stats.Report:
-        async with runtime.db.transaction() as session:
-            return await stats.report(session, list(catalog.regimens.values()), now, days,
-                                      runtime.settings.scanner_window,
-                                      selected.key if selected else None)
-
-    async def how_far() -> list[progress_stats.HowFar]:
-        async with runtime.db.transaction() as session:
-            return await progress_stats.how_far_each(session, shown(catalog, selected),
-                                                     stats.period_start(now, days))
-
-    async def lessons() -> list[lesson_stats.RegimenLessons]:
-        async with runtime.db.transaction() as session:
-            return await lesson_stats.lessons(session, shown(catalog, selected),
-                                              stats.period_start(now, days),
-                                              runtime.settings.scanner_window)
-
-    # Three transactions side by side: the database works on them at once, so how far readers
-    # get and the lessons' figures (~100 and ~300 ms for 30 days at a million readers) cost
-    # the page little more than the funnel. SQLite takes one writer's lock per transaction
-    # (service.core.database): one after the other.
-    if runtime.db.is_sqlite:
-        report, progress, per_lesson = await funnel(), await how_far(), await lessons()
-    else:
-        report, progress, per_lesson = await asyncio.gather(funnel(), how_far(), lessons())
+    since = stats.period_start(now, days)
+    async with runtime.db.transaction() as session:
+        figures = await read_figures(session, runtime, selected, since, now)
+        report = await stats.report(session, figures, list(catalog.regimens.values()), now,
+                                    days, runtime.settings.scanner_window,
+                                    selected.key if selected else None)
+    progress = progress_stats.how_far_each(shown(catalog, selected), since, figures)
+    per_lesson = lesson_stats.lessons(shown(catalog, selected), figures)
     return render(request, "admin.html", selected or catalog.default, private=True,
                   report=report, chart=chart(report.days), progress=progress, lessons=per_lesson,
                   no_unit_before=progress_stats.NO_UNIT_BEFORE, periods=PERIODS, days=days,
                   percent=stats.percent, regimens=list(catalog.regimens.values()),
                   selected=selected, keep_regimen=f"&regimen={selected.key}" if selected else "")
+
+
+async def read_figures(session: AsyncSession, runtime: Runtime, selected: Regimen | None,
+                       since: datetime, now: datetime) -> dict[str, Figures]:
+    """The period's figures (service.funnel.rollups) of the regimen chosen, or of every one."""
+    return await rollups.read(session, list(runtime.catalog.regimens.values()),
+                              selected.key if selected else None, since, now,
+                              runtime.settings.scanner_window, runtime.settings.event_retention)
+
+
+async def _period(runtime: Runtime, selected: Regimen | None, days: int,
+                  ) -> tuple[datetime, dict[str, Figures]]:
+    now = utcnow()
+    since = stats.period_start(now, days)
+    async with runtime.db.transaction() as session:
+        return now, await read_figures(session, runtime, selected, since, now)
 
 
 @router.get(
@@ -130,12 +131,10 @@ async def admin_page(request: Request, runtime: RuntimeDep, days: Days = 30,
                **REFUSALS},
 )
 async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey = "") -> Response:
-    catalog = runtime.catalog
-    selected = chosen(catalog, regimen)
-    key = selected.key if selected else None
-    async with runtime.db.transaction() as session:
-        report = await stats.funnel(session, list(catalog.regimens.values()), utcnow(), days,
-                                    runtime.settings.scanner_window, key)
+    selected = chosen(runtime.catalog, regimen)
+    now, figures = await _period(runtime, selected, days)
+    report = stats.funnel(figures, now, days, runtime.settings.scanner_window,
+                          selected.key if selected else None)
     return csv_download("funnel", selected, days, stats.FUNNEL_COLUMNS,
                         (day.row() for day in report.days))
 
@@ -155,11 +154,10 @@ async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey =
 )
 async def progress_csv(runtime: RuntimeDep, days: Days = 30,
                        regimen: RegimenKey = "") -> Response:
-    catalog = runtime.catalog
-    selected = chosen(catalog, regimen)
-    since = stats.period_start(utcnow(), days)
-    async with runtime.db.transaction() as session:
-        progress = await progress_stats.how_far_each(session, shown(catalog, selected), since)
+    selected = chosen(runtime.catalog, regimen)
+    now, figures = await _period(runtime, selected, days)
+    progress = progress_stats.how_far_each(shown(runtime.catalog, selected),
+                                           stats.period_start(now, days), figures)
     return csv_download("progress", selected, days, progress_stats.PROGRESS_COLUMNS,
                         (row for figures in progress for row in progress_stats.rows(figures)))
 
@@ -168,22 +166,18 @@ async def progress_csv(runtime: RuntimeDep, days: Days = 30,
     "/admin/lessons.csv", summary="For the author: each lesson's numbers, as CSV",
     description=OFF,
     responses={200: csv_answer("One row per lesson (" + ", ".join(lesson_stats.COLUMNS)
-                     + ") of one regimen or each regimen that has lessons, for the lessons "
-                     "settled in the period: sent, skipped by the reader's progress, readers "
+                     + ") of one regimen or each regimen that has lessons, for the readers "
+                     "who signed up in the period: sent, skipped by the reader's progress, readers "
                      "who followed one of its links, who clicked an exercise or purchase link "
                      "within 7 days, and for whom it was the last lesson before they stopped."),
                **REFUSALS},
 )
 async def lessons_csv(runtime: RuntimeDep, days: Days = 30,
                       regimen: RegimenKey = "") -> Response:
-    catalog = runtime.catalog
-    selected = chosen(catalog, regimen)
-    async with runtime.db.transaction() as session:
-        figures = await lesson_stats.lessons(session, shown(catalog, selected),
-                                             stats.period_start(utcnow(), days),
-                                             runtime.settings.scanner_window)
-    return csv_download("lessons", selected, days, lesson_stats.COLUMNS,
-                        lesson_stats.rows(figures))
+    selected = chosen(runtime.catalog, regimen)
+    _, figures = await _period(runtime, selected, days)
+    return csv_download("lessons", selected, days, lesson_stats.COLUMNS, lesson_stats.rows(
+        lesson_stats.lessons(shown(runtime.catalog, selected), figures)))
 
 
 def shown(catalog: Catalog, selected: Regimen | None) -> list[Regimen]:

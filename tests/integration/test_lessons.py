@@ -49,6 +49,7 @@ from tests.helpers import (
     OTHER_REGIMEN,
     MailSink,
     app_client,
+    lessons_of,
     links_in,
     new_subscription,
     on_database,
@@ -421,9 +422,12 @@ async def lesson_history(db: Database) -> datetime:
     async with db.transaction() as session:
         ids = {}
         for name in ("r1", "r2", "r3", "r4", "r5"):
+            # r5 signed up before the period the author asks about, the others in it.
+            signed_up = t0 - (42 if name == "r5" else 3) * DAY
             reader, row = new_subscription(f"{name}@example.org",
                                            status=SubscriberStatus.CONFIRMED,
-                                           confirmed_at=t0 - 2 * DAY)
+                                           created_at=signed_up,
+                                           confirmed_at=signed_up + DAY)
             session.add(reader)
             await session.flush()
             session.add(row)
@@ -463,8 +467,8 @@ async def lesson_history(db: Database) -> datetime:
 async def test_the_authors_numbers_per_lesson(runtime: Runtime) -> None:
     t0 = await lesson_history(runtime.db)
     async with runtime.db.transaction() as session:
-        [figures] = await lesson_stats.lessons(session, list(runtime.catalog.regimens.values()),
-                                               t0 - DAY, runtime.settings.scanner_window)
+        [figures] = await lessons_of(session, list(runtime.catalog.regimens.values()),
+                                               t0 - 4 * DAY, runtime.settings.scanner_window)
     assert runtime.settings.scanner_window < timedelta(hours=1)
     assert figures.key == DEFAULT_REGIMEN
     by_key = {each.key: each for each in figures.lessons}

@@ -44,6 +44,9 @@ from tests.helpers import (
     PROJECT_ROOT,
     app_client,
     count_rows,
+    funnel_of,
+    how_far_each_of,
+    how_far_of,
     new_subscription,
     on_database,
     shipped_content_in,
@@ -171,9 +174,9 @@ async def test_how_far_readers_get(db: Database, runtime: Runtime) -> None:
     sacro, neck = runtime.catalog.regimens[DEFAULT_REGIMEN], runtime.catalog.regimens[OTHER_REGIMEN]
     since = stats.period_start(now, 30)
     async with db.transaction() as session:
-        first = await progress_stats.how_far(session, sacro, since)
-        second = await progress_stats.how_far(session, neck, since)
-        both = await progress_stats.how_far_each(session, [neck, sacro], since)
+        first = await how_far_of(session, sacro, since)
+        second = await how_far_of(session, neck, since)
+        both = await how_far_each_of(session, [neck, sacro], since)
     assert both == [second, first]
     assert (first.key, first.title, first.since) == (DEFAULT_REGIMEN, sacro.title, since)
     # Each step in the page's order: reading it through, then each exercise.
@@ -207,7 +210,7 @@ async def test_the_cohort_is_the_funnels(db: Database, runtime: Runtime) -> None
     since = stats.period_start(now, 7)
     for days in (1, 7, 30, 366):
         async with db.transaction() as session:
-            report = await stats.funnel(session, [runtime.regimen], now, days, WINDOW)
+            report = await funnel_of(session, [runtime.regimen], now, days, WINDOW)
         assert stats.period_start(now, days) == report.since
     for email, signed_up in (("first@example.org", since),
                              ("earlier@example.org", since - timedelta(microseconds=1))):
@@ -215,10 +218,10 @@ async def test_the_cohort_is_the_funnels(db: Database, runtime: Runtime) -> None
         done = await mark(db, reader, [READ_THROUGH, *UNIT1], since + timedelta(hours=1))
         await click(db, reader, PC, "free_your_back", done)
     async with db.transaction() as session:
-        figures = await progress_stats.how_far(session, runtime.regimen, since)
-        wider = await progress_stats.how_far(session, runtime.regimen,
+        figures = await how_far_of(session, runtime.regimen, since)
+        wider = await how_far_of(session, runtime.regimen,
                                              since - timedelta(microseconds=1))
-        report = await stats.funnel(session, [runtime.regimen], now, 7, WINDOW)
+        report = await funnel_of(session, [runtime.regimen], now, 7, WINDOW)
     assert report.totals.signups == figures.started == 1
     assert (figures.unit1_finished, figures.unit1_then_purchase) == (1, 1)
     assert (wider.started, wider.unit1_finished, wider.unit1_then_purchase) == (2, 2, 2)
@@ -234,7 +237,7 @@ async def test_undone_steps_no_longer_count(db: Database, runtime: Runtime) -> N
         assert subscriber is not None
         await progress.mark(session, subscriber, "lying-twist", False, now)
     async with db.transaction() as session:
-        figures = await progress_stats.how_far(session, runtime.regimen,
+        figures = await how_far_of(session, runtime.regimen,
                                                stats.period_start(now, 30))
     assert step_counts(figures)["lying-twist"] == 0
     assert (figures.started, figures.unit1_finished) == (1, 0)
@@ -266,7 +269,7 @@ async def test_the_regimen_as_served_now_counts(db: Database, tmp_path: Path) ->
     now = await seed_history(db)
     edited = edited_content(tmp_path)
     async with db.transaction() as session:
-        figures = await progress_stats.how_far(session, edited,
+        figures = await how_far_of(session, edited,
                                                stats.period_start(now, 30))
     expected = {key: n for key, n in SACRO_STEPS.items() if key != "lying-twist"}
     assert step_counts(figures) == {**expected, "new-exercise": 0}
@@ -305,7 +308,7 @@ async def test_more_programs_than_one_probe_answers(db: Database, tmp_path: Path
     for program in ("p2", last):
         await click(db, reader, PC, program, done)
     async with db.transaction() as session:
-        figures = await progress_stats.how_far(session, regimen,
+        figures = await how_far_of(session, regimen,
                                                stats.period_start(now, 30))
     conversions = programs(figures)
     assert conversions["p2"] == conversions[last] == (1, 1, 1)
@@ -575,5 +578,5 @@ async def test_the_queries_count_what_counting_by_hand_counts(
     since = BASE + timedelta(days=since_day)
     async with db.transaction() as session:
         for regimen in SHIPPED.values():
-            figures = await progress_stats.how_far(session, regimen, since)
+            figures = await how_far_of(session, regimen, since)
             assert as_counted(figures) == by_hand(regimen, readers, since_day), regimen.key

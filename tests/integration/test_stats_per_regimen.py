@@ -28,7 +28,7 @@ from service.core.models import (
 from service.core.settings import Settings
 from service.funnel import stats
 from service.runtime import Runtime
-from tests.helpers import DEFAULT_REGIMEN, PROJECT_ROOT, app_client, on_database
+from tests.helpers import DEFAULT_REGIMEN, PROJECT_ROOT, app_client, on_database, report_of
 from tests.integration.test_admin import PASSWORD, WINDOW, add_reader, basic, seed
 from tests.integration.test_metrics import samples
 
@@ -79,18 +79,19 @@ async def test_each_regimen_counts_only_its_own(db: Database, runtime: Runtime) 
     served = list(runtime.catalog.regimens.values())
     assert [r.key for r in served] == [SECOND, DEFAULT_REGIMEN]  # alphabetical
     async with db.transaction() as session:
-        first = await stats.report(session, served, now, 30, WINDOW, DEFAULT_REGIMEN)
-        second = await stats.report(session, served, now, 30, WINDOW, SECOND)
-        every = await stats.report(session, served, now, 30, WINDOW)
+        first = await report_of(session, served, now, 30, WINDOW, DEFAULT_REGIMEN)
+        second = await report_of(session, served, now, 30, WINDOW, SECOND)
+        every = await report_of(session, served, now, 30, WINDOW)
     assert (first.regimen, second.regimen, every.regimen) == (DEFAULT_REGIMEN, SECOND, None)
     assert totals(first) == DEFAULT_TOTALS
     assert totals(second) == SECOND_TOTALS
     assert totals(every) == tuple(a + b for a, b in zip(DEFAULT_TOTALS, SECOND_TOTALS,
                                                         strict=True))
-    # Day by day: (signups, confirm page opened, confirmed, regimen opened, clicks).
-    assert day_sums(first) == (3, 1, 1, 1, DEFAULT_CLICKS)
+    # Day by day, each signup day's readers: (signups, confirm page opened, confirmed, regimen
+    # opened, clicks), which add up to the period's.
+    assert day_sums(first) == (3, 2, 1, 1, DEFAULT_CLICKS)
     assert day_sums(second) == (3, 3, 2, 2, SECOND_CLICKS)
-    assert day_sums(every) == (6, 4, 3, 3, DEFAULT_CLICKS + SECOND_CLICKS)
+    assert day_sums(every) == (6, 5, 3, 3, DEFAULT_CLICKS + SECOND_CLICKS)
 
     def sources(report: stats.Report) -> list[tuple[str, int, int]]:
         return [(s.url, s.signups, s.confirmed) for s in report.sources]
@@ -131,7 +132,7 @@ async def test_a_regimen_nobody_subscribed_to_counts_nothing(db: Database,
     now = await seed(db)
     served = list(runtime.catalog.regimens.values())
     async with db.transaction() as session:
-        report = await stats.report(session, served, now, 30, WINDOW, SECOND)
+        report = await report_of(session, served, now, 30, WINDOW, SECOND)
     assert totals(report) == (0, 0, 0, 0, 0, 0)
     assert day_sums(report) == (0, 0, 0, 0, 0)
     assert report.sources == []
@@ -163,7 +164,7 @@ async def test_clicks_on_an_exercise_two_regimens_offer_are_told_apart(
                          shared, (EventKind.EXERCISE_CLICKED, "retired-exercise"),
                          (EventKind.EXERCISE_CLICKED, "lying-head-turn")])
     async with db.transaction() as session:
-        reports = {key: await stats.report(session, served, now, 30, WINDOW, key)
+        reports = {key: await report_of(session, served, now, 30, WINDOW, key)
                    for key in (DEFAULT_REGIMEN, SECOND, None)}
 
     def clicked(report: stats.Report) -> dict[str, dict[str, tuple[int, int]]]:
@@ -250,9 +251,9 @@ async def test_the_csv_per_regimen(settings: Settings, db: Database) -> None:
                    for key in (DEFAULT_REGIMEN, SECOND, "")}
         wrong = await http.get("/admin/funnel.csv?regimen=nope", headers=basic(PASSWORD))
     assert wrong.status_code == 400
-    assert column_sums(answers[DEFAULT_REGIMEN].text) == (3, 1, 1, 1, DEFAULT_CLICKS)
+    assert column_sums(answers[DEFAULT_REGIMEN].text) == (3, 2, 1, 1, DEFAULT_CLICKS)
     assert column_sums(answers[SECOND].text) == (3, 3, 2, 2, SECOND_CLICKS)
-    assert column_sums(answers[""].text) == (6, 4, 3, 3, DEFAULT_CLICKS + SECOND_CLICKS)
+    assert column_sums(answers[""].text) == (6, 5, 3, 3, DEFAULT_CLICKS + SECOND_CLICKS)
     assert answers[SECOND].headers["content-disposition"] == \
         f'attachment; filename="funnel-{SECOND}-7d.csv"'
     assert answers[""].headers["content-disposition"] == 'attachment; filename="funnel-7d.csv"'

@@ -1,0 +1,51 @@
+"""The author's figures as counts that add up: each figure of a regimen's readers who signed up
+in some days, named by a figure and a key (e.g. ("confirmed", ""), ("exercise_clicks",
+"gentle-back"), ("lesson_sent", "day-2")).
+
+Every figure counts readers of a cohort (those who signed up in the days), or what they did, so
+the figures of two sets of days add up to those of both: the daily rows kept by
+service.funnel.rollups are summed, and today's (counted from the raw rows) added.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+
+Key = tuple[str, str]
+
+# The figures shown per signup day (the funnel's daily series); every other figure is only
+# ever shown for the whole period.
+DAILY = frozenset({"signups", "confirmed", "stopped_at_button", "regimen_opened", "clicked",
+                   "exercise_clicks"})
+
+
+@dataclass
+class Figures:
+    """One regimen's figures over some signup days: per day for the daily ones, summed for all."""
+
+    days: defaultdict[date, Counter[Key]] = field(default_factory=lambda: defaultdict(Counter))
+    total: Counter[Key] = field(default_factory=Counter)
+
+    def add_day(self, day: date, counts: Counter[Key]) -> None:
+        """Every figure of one signup day."""
+        self.total.update(counts)
+        self.days[day].update({key: n for key, n in counts.items() if key[0] in DAILY})
+
+    def add(self, other: Figures) -> None:
+        self.total.update(other.total)
+        for day, counts in other.days.items():
+            self.days[day].update(counts)
+
+    def __getitem__(self, key: Key) -> int:
+        return self.total[key]
+
+    def keyed(self, figure: str) -> dict[str, int]:
+        """A figure's count per key, e.g. each exercise's clicks."""
+        return {key: n for (name, key), n in self.total.items() if name == figure}
+
+
+def day_sum(counts: Counter[Key], figure: str) -> int:
+    """A figure over all its keys, e.g. the clicks of every exercise."""
+    return sum(n for (name, _), n in counts.items() if name == figure)

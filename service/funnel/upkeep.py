@@ -1,0 +1,246 @@
+"""Keeping the author's daily figures (service.funnel.rollups) true: the worker's chore, and
+`regimen stats --verify` and `--rebuild`.
+
+- A day is counted once it is closed: `CLOSE_AFTER` past midnight UTC, not at midnight, so a
+  transaction that began before midnight and took no note (its reader's day was still today)
+  has committed by then.
+- A day noted stale (service.core.stale_figures) is let go and counted again. The notes taken
+  are deleted in the transaction that lets their days go; a note written meanwhile stays for
+  the next pass, so no change is ever missed.
+- A regimen whose shape changed (service.funnel.rollups.shape) has its days counted again.
+- Raw events older than `REGIMEN_EVENT_RETENTION` are deleted in small batches, once every
+  closed day is counted. A day whose readers' events may be gone keeps its last count: notes
+  about it are dropped, since counting it again from what is left would lose what was deleted.
+
+Only one worker of a fleet does this at a time (a PostgreSQL advisory lock; SQLite has one
+writer anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.core.content import Regimen
+from service.core.database import Database
+from service.core.models import DailyFigure, Event, FigureDay, StaleFigureDay, Subscriber
+from service.core.stale_figures import midnight
+from service.funnel.rollups import count, frozen_through, shape
+
+CLOSE_AFTER = timedelta(minutes=10)
+# Days counted per transaction: each is a dozen short queries on one day's readers.
+DAYS_PER_BATCH = 20
+NOTES_PER_BATCH = 1000
+EVENTS_PER_BATCH = 5000
+# pg_try_advisory_xact_lock's key: "regimen figures".
+LOCK_KEY = 0x52_46_49_47
+
+
+def last_closed_day(now: datetime) -> date:
+    return (now - CLOSE_AFTER).date() - timedelta(days=1)
+
+
+async def take_turn(session: AsyncSession) -> bool:
+    """Whether this transaction may keep the figures (no other worker is at it)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                     {"key": LOCK_KEY}))
+
+
+async def take_notes(session: AsyncSession, now: datetime,
+                     event_retention: timedelta | None) -> int:
+    """Let go of the days noted stale, so they are counted again; return how many notes."""
+    notes = (await session.execute(
+        select(StaleFigureDay.id, StaleFigureDay.regimen, StaleFigureDay.day)
+        .order_by(StaleFigureDay.id).limit(NOTES_PER_BATCH))).all()
+    frozen = frozen_through(now, event_retention) or date.min
+    for regimen, day in {(regimen, day) for _, regimen, day in notes if day > frozen}:
+        await session.execute(delete(FigureDay).where(FigureDay.regimen == regimen,
+                                                      FigureDay.day == day))
+    if notes:
+        await session.execute(delete(StaleFigureDay).where(
+            StaleFigureDay.id.in_([id_ for id_, _, _ in notes])))
+    return len(notes)
+
+
+async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: datetime | None,
+                ) -> list[str]:
+    """The regimens to keep figures of: those served, those kept already, and those with
+    readers since `since` (None: ever, which reads every subscription once)."""
+    kept = set(await session.scalars(select(FigureDay.regimen).distinct()))
+    query = select(Subscriber.regimen).distinct()
+    if since is not None:
+        query = query.where(Subscriber.created_at >= since)
+    return [*served, *sorted((kept | set(await session.scalars(query))) - set(served))]
+
+
+async def _days_to_count(session: AsyncSession, key: str, content: Regimen | None,
+                         now: datetime, event_retention: timedelta | None) -> list[date]:
+    """The regimen's closed days, from its first signup, not kept for its current shape."""
+    frozen = frozen_through(now, event_retention) or date.min
+    kept = set(await session.scalars(select(FigureDay.day).where(
+        FigureDay.regimen == key, (FigureDay.shape == shape(content)) | (FigureDay.day <= frozen))))
+    first_signup = await session.scalar(select(func.min(Subscriber.created_at))
+                                        .where(Subscriber.regimen == key))
+    if first_signup is None:
+        return []
+    first, last = first_signup.date(), last_closed_day(now)
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)
+            if first + timedelta(days=n) not in kept]
+
+
+async def keep_day(session: AsyncSession, key: str, content: Regimen | None, day: date,
+                   now: datetime, scanner_window: timedelta) -> None:
+    """Count one day of one regimen from the raw rows and keep its figures."""
+    figures = await count(session, key, content, day, day, scanner_window)
+    await session.execute(delete(DailyFigure).where(DailyFigure.regimen == key,
+                                                    DailyFigure.day == day))
+    await session.execute(delete(FigureDay).where(FigureDay.regimen == key, FigureDay.day == day))
+    rows = [{"regimen": key, "day": day, "figure": figure, "key": item, "value": value}
+            for (figure, item), value in figures.total.items() if value]
+    if rows:
+        await session.execute(insert(DailyFigure), rows)
+    session.add(FigureDay(regimen=key, day=day, shape=shape(content), counted_at=now))
+    await session.flush()
+
+
+@dataclass
+class Pass:
+    """What `catch_up` (one batch) or `keep` (all of them) did."""
+
+    notes: int = 0
+    counted: int = 0
+    left: int = 0  # days still to count after it
+    # Whether this worker had its turn (another may be at it: then it did nothing).
+    turn: bool = True
+    events_forgotten: int = 0
+
+    def add(self, other: Pass) -> None:
+        self.notes += other.notes
+        self.counted += other.counted
+        self.left, self.turn = other.left, other.turn
+
+
+async def catch_up(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
+                   scanner_window: timedelta, event_retention: timedelta | None,
+                   days: int = DAYS_PER_BATCH, every_regimen: bool = False) -> Pass:
+    """One batch: take the stale notes, then count up to `days` days not kept. The caller
+    commits, and calls again while `left`. `every_regimen`: also look for regimens no longer
+    served that have readers (reads every subscription; `rebuild` does)."""
+    done = Pass()
+    if not await take_turn(session):
+        done.turn = False
+        return done
+    done.notes = await take_notes(session, now, event_retention)
+    served = {each.key: each for each in regimens}
+    since = None if every_regimen else midnight(now) - timedelta(days=2)
+    todo = [(key, day) for key in await _keys(session, served, since)
+            for day in await _days_to_count(session, key, served.get(key), now,
+                                            event_retention)]
+    for key, day in todo[:days]:
+        await keep_day(session, key, served.get(key), day, now, scanner_window)
+    done.counted, done.left = min(days, len(todo)), max(0, len(todo) - days)
+    return done
+
+
+async def keep(db: Database, regimens: Sequence[Regimen], now: datetime,
+               scanner_window: timedelta, event_retention: timedelta | None,
+               every_regimen: bool = False,
+               counted: Callable[[int, int], object] | None = None) -> Pass:
+    """Catch up, a batch a transaction, until every closed day is kept; then forget raw
+    events past `event_retention`, a batch a transaction. `counted(done, left)` is told after
+    each batch (`regimen stats --rebuild` draws its progress bar with it)."""
+    done = Pass()
+    while True:
+        async with db.transaction() as session:
+            batch = await catch_up(session, regimens, now, scanner_window, event_retention,
+                                   every_regimen=every_regimen)
+        done.add(batch)
+        if counted is not None:
+            counted(done.counted, batch.left)
+        if not batch.turn or (not batch.left and batch.notes < NOTES_PER_BATCH):
+            break
+    if done.turn and event_retention is not None:
+        while True:
+            async with db.transaction() as session:
+                forgotten = await forget_old_events(session, now, event_retention)
+            done.events_forgotten += forgotten
+            if forgotten < EVENTS_PER_BATCH:
+                break
+    return done
+
+
+async def rebuild(db: Database, regimens: Sequence[Regimen], now: datetime,
+                  scanner_window: timedelta, event_retention: timedelta | None,
+                  counted: Callable[[int, int], object] | None = None) -> Pass:
+    """Forget every kept figure and count every closed day again from the raw rows, for every
+    regimen that has readers (served or not). Days whose raw events may be gone are counted
+    from what is left."""
+    async with db.transaction() as session:
+        await forget_everything(session)
+    return await keep(db, regimens, now, scanner_window, None, every_regimen=True,
+                      counted=counted)
+
+
+async def forget_old_events(session: AsyncSession, now: datetime,
+                            event_retention: timedelta) -> int:
+    """Delete one batch of raw events older than `event_retention`; return how many. Only
+    call it once every closed day is kept (`catch_up` left none)."""
+    old = select(Event.id).where(Event.created_at < now - event_retention) \
+        .order_by(Event.id).limit(EVENTS_PER_BATCH)
+    result = await session.execute(delete(Event).where(Event.id.in_(old.scalar_subquery())))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def forget_everything(session: AsyncSession) -> None:
+    """Drop every kept figure and note (`rebuild` counts them all again)."""
+    for table in (DailyFigure, FigureDay, StaleFigureDay):
+        await session.execute(delete(table))
+
+
+@dataclass(frozen=True)
+class Difference:
+    regimen: str
+    day: date
+    figure: str
+    key: str
+    kept: int
+    counted: int
+
+
+async def verify_some(session: AsyncSession, regimens: Sequence[Regimen], kept_days:
+                      Sequence[tuple[str, date]], now: datetime,
+                      scanner_window: timedelta) -> list[Difference]:
+    """Count each of `kept_days` (regimen, day) from the raw rows and compare with what is
+    kept for it."""
+    served = {each.key: each for each in regimens}
+    differences = []
+    for key, day in kept_days:
+        counted = (await count(session, key, served.get(key), day, day, scanner_window)).total
+        kept = {(figure, item): value for figure, item, value in await session.execute(
+            select(DailyFigure.figure, DailyFigure.key, DailyFigure.value)
+            .where(DailyFigure.regimen == key, DailyFigure.day == day))}
+        for figure, item in sorted(set(kept) | {k for k, v in counted.items() if v}):
+            if kept.get((figure, item), 0) != counted[figure, item]:
+                differences.append(Difference(key, day, figure, item,
+                                              kept.get((figure, item), 0),
+                                              counted[figure, item]))
+    return differences
+
+
+async def kept_days(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
+                    event_retention: timedelta | None) -> list[tuple[str, date]]:
+    """The days `verify_some` can check: kept for the regimen's current shape, and whose raw
+    events are all still there."""
+    frozen = frozen_through(now, event_retention) or date.min
+    shapes = {each.key: shape(each) for each in regimens}
+    rows = await session.execute(select(FigureDay.regimen, FigureDay.day, FigureDay.shape)
+                                 .where(FigureDay.day > frozen)
+                                 .order_by(FigureDay.regimen, FigureDay.day))
+    return [(key, day) for key, day, kept_shape in rows if kept_shape == shapes.get(key, "")]
+
