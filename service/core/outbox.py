@@ -130,24 +130,22 @@ async def mark_sent(session: AsyncSession, message_ids: list[int], now: datetime
     )
 
 
-async def mark_cancelled(session: AsyncSession, message_id: int, reason: str,
-                         now: datetime) -> None:
+async def mark_cancelled(session: AsyncSession, message_id: int, reason: str) -> None:
     await _settle(session, message_id, status=OutboxStatus.CANCELLED, last_error=reason)
-    await _lesson_undelivered(session, message_id, now)
+    await _lesson_undelivered(session, message_id)
 
 
-async def mark_failed(session: AsyncSession, message_id: int, error: str,
-                      now: datetime) -> None:
+async def mark_failed(session: AsyncSession, message_id: int, error: str) -> None:
     await _settle(session, message_id, status=OutboxStatus.FAILED, last_error=error)
-    await _lesson_undelivered(session, message_id, now)
+    await _lesson_undelivered(session, message_id)
 
 
-async def _lesson_undelivered(session: AsyncSession, message_id: int, now: datetime) -> None:
+async def _lesson_undelivered(session: AsyncSession, message_id: int) -> None:
     """A lesson that will not reach its reader is not counted as sent any more
     (service.funnel.lesson_stats): its reader's day of the author's figures changes."""
     await stale_figures.note_readers(session, Subscriber.id.in_(
         select(OutboxMessage.subscriber_id).where(OutboxMessage.id == message_id,
-                                                  OutboxMessage.kind == MailKind.LESSON)), now)
+                                                  OutboxMessage.kind == MailKind.LESSON)))
 
 
 async def mark_retry(

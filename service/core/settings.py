@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # Raw events older than this are deleted by the worker once the author's daily figures
     # hold them (service.funnel.upkeep); the figures do not change.
     event_retention: Seconds = Field(default=timedelta(days=400), ge=timedelta(days=1))
+    # How often the worker counts the author's figures again (service.funnel.upkeep): what a
+    # reader already counted does shows on the author's page within this. 0: never (the page
+    # then counts every day from the raw rows, as the tests that write rows dated in the past
+    # need).
+    figures_every: Seconds = Field(default=timedelta(seconds=60), ge=timedelta(0))
     log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("secret_keys", "allowed_origins", mode="before")

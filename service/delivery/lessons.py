@@ -204,6 +204,7 @@ class _Due(NamedTuple):
     lessons_consented_at: datetime | None
     lessons_stopped_at: datetime | None
     suppressed_at: datetime | None
+    created_at: datetime
 
     @property
     def may_get_lessons(self) -> bool:
@@ -218,7 +219,7 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
     come; return how many subscriptions were looked at (fewer than `limit`: none are left)."""
     query = (select(Subscriber.id, Subscriber.public_id, Subscriber.regimen, Subscriber.status,
                     Subscriber.lessons_consented_at, Subscriber.lessons_stopped_at,
-                    Reader.suppressed_at)
+                    Reader.suppressed_at, Subscriber.created_at)
              .join(Reader, Reader.email == Subscriber.email)
              .where(Subscriber.next_lesson_at <= now)
              .order_by(Subscriber.next_lesson_at).limit(limit))
@@ -259,11 +260,12 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
             first_seen.get(regimen.key, {}), now)
         deliveries += [{"subscriber_id": each.id, "lesson": lesson.key,
                         "regimen": regimen.key, "outcome": LessonOutcome.SKIPPED,
-                        "reason": reason.value, "at": now} for lesson, reason in result.skipped]
+                        "reason": reason.value, "at": now, "signed_up_at": each.created_at}
+                       for lesson, reason in result.skipped]
         if result.send is not None:
             deliveries.append({"subscriber_id": each.id, "lesson": result.send.key,
                                "regimen": regimen.key, "outcome": LessonOutcome.QUEUED,
-                               "reason": None, "at": now})
+                               "reason": None, "at": now, "signed_up_at": each.created_at})
             to_send[each.id, result.send.key] = each.public_id
         look_again.setdefault(result.next_at, []).append(each.id)
     # Readers due together mostly look again together: one statement per time, not per reader.
@@ -283,7 +285,7 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
                  for subscriber_id, lesson in inserted if (subscriber_id, lesson) in to_send]
         await session.run_sync(outbox.queue_rows, mails)
         await stale_figures.note_readers(
-            session, Subscriber.id.in_({each["subscriber_id"] for each in deliveries}), now)
+            session, Subscriber.id.in_({each["subscriber_id"] for each in deliveries}))
     return len(due)
 
 

@@ -87,16 +87,16 @@ async def settle(session: AsyncSession, outcomes: list[Outcome], now: datetime,
         if outcome.result is Result.RELEASED:
             await outbox.release(session, message.id)
         elif outcome.result is Result.CANCELLED:
-            await outbox.mark_cancelled(session, message.id, detail, now)
+            await outbox.mark_cancelled(session, message.id, detail)
         elif outcome.result is Result.FAILED:
-            await outbox.mark_failed(session, message.id, detail, now)
+            await outbox.mark_failed(session, message.id, detail)
             if outcome.bounced is not None:
                 await suppress(session, outcome.bounced, SuppressionReason.BOUNCE, now)
         elif outcome.result is Result.RETRY and \
                 now - message.created_at > retry_for:
             log.error("outbox %s: failing for %s, giving up: %s",
                       message.id, retry_for, detail)
-            await outbox.mark_failed(session, message.id, f"gave up retrying: {detail}", now)
+            await outbox.mark_failed(session, message.id, f"gave up retrying: {detail}")
         elif outcome.result is Result.RETRY:
             log.warning("outbox %s: attempt %s failed, will retry: %s",
                         message.id, message.attempts, detail)

@@ -67,7 +67,7 @@ async def record(session: AsyncSession, kind: EventKind, subscriber: Subscriber,
     """`from_mail`: whether the link opened was a mail's, which a scanner may have opened.
     `lesson`: the lesson whose link it was."""
     at = now or utcnow()
-    stale_figures.note_reader(session, subscriber, at)
+    stale_figures.note_reader(session, subscriber)
     session.add(Event(kind=kind, subscriber_id=subscriber.id, exercise=exercise, lesson=lesson,
                       created_at=at))
     column = MILESTONES.get(kind)

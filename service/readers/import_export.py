@@ -140,7 +140,7 @@ async def import_rows(db: Database, rows: Iterable[Row], now: datetime, per_hour
                 session.add(Reader(email=row.email, created_at=now))
                 await session.flush()
                 if row.consented_at is not None:
-                    await _add_confirmed(session, row, regimen, row.consented_at, now)
+                    await _add_confirmed(session, row, regimen, row.consented_at)
                     result.confirmed += 1
                 else:
                     at = now + spacing * result.mailed
@@ -153,9 +153,9 @@ async def import_rows(db: Database, rows: Iterable[Row], now: datetime, per_hour
 
 
 async def _add_confirmed(session: AsyncSession, row: Row, regimen: str,
-                         consented_at: datetime, now: datetime) -> None:
+                         consented_at: datetime) -> None:
     # A reader who agreed on a past day joins that day's figures.
-    stale_figures.note(session, regimen, consented_at, now=now)
+    stale_figures.note(session, regimen, consented_at)
     reader = Subscriber(email=row.email, regimen=regimen, status=SubscriberStatus.CONFIRMED,
                         created_at=consented_at, confirmed_at=consented_at)
     session.add(reader)

@@ -102,7 +102,7 @@ async def erase(session: AsyncSession, email: str, secret: str, now: datetime) -
         session.add(ErasedAddress(address_hash=digest, erased_at=now))
     # Subscriptions go with the reader, and consents, queued mail, events and progress with
     # them (ON DELETE CASCADE all the way): the author's figures of their days lose them.
-    await stale_figures.note_readers(session, Subscriber.email == email, now, consents=True)
+    await stale_figures.note_readers(session, Subscriber.email == email, consents=True)
     await session.execute(delete(Reader).where(Reader.email == email))
     await session.flush()
 
@@ -121,7 +121,7 @@ async def forget_unconfirmed(session: AsyncSession, now: datetime,
                  Subscriber.confirmed_at.is_(None),
                  Subscriber.created_at <= now - retention,
                  Subscriber.id.not_in(recent))
-    await stale_figures.note_readers(session, and_(*forgotten), now, consents=True)
+    await stale_figures.note_readers(session, and_(*forgotten), consents=True)
     result = await session.execute(
         delete(Subscriber).where(*forgotten).execution_options(synchronize_session=False))
     # An address left with no subscription goes too, unless it bounced or complained: that

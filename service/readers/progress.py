@@ -57,7 +57,7 @@ async def mark(session: AsyncSession, subscriber: Subscriber, step: str, done: b
                now: datetime) -> None:
     """Mark `step` done, or not done. Either is idempotent: a button pressed twice, or two tabs
     pressing it at once, leave the state asked for (the first time marked done is kept)."""
-    stale_figures.note_reader(session, subscriber, now)
+    stale_figures.note_reader(session, subscriber)
     if done:
         row = {"subscriber_id": subscriber.id, "step": step, "regimen": subscriber.regimen,
                "signed_up_at": subscriber.created_at, "done_at": now}

@@ -147,7 +147,7 @@ async def confirm(
             .order_by(Consent.id.desc()).limit(1)
         )
         stale_figures.note(session, waiting.regimen, waiting.created_at,
-                           consent.signed_up_at if consent is not None else None, now=now)
+                           consent.signed_up_at if consent is not None else None)
         if consent is not None:
             consent.confirmed_at = now
             consent.confirm_ip = origin.ip
@@ -193,7 +193,7 @@ async def unsubscribe(session: AsyncSession, claims: Claims, now: datetime, *,
         if each.status is not SubscriberStatus.UNSUBSCRIBED:
             each.status = SubscriberStatus.UNSUBSCRIBED
             each.unsubscribed_at = now
-        stale_figures.note_reader(session, each, now)
+        stale_figures.note_reader(session, each)
         each.next_lesson_at = None
         await cancel_queued(session, each.id)
 
@@ -205,7 +205,7 @@ async def stop_lessons(session: AsyncSession, claims: Claims, now: datetime) -> 
     subscriber = await subscriber_for(session, claims)
     if subscriber.lessons_stopped_at is None:
         subscriber.lessons_stopped_at = now
-    stale_figures.note_reader(session, subscriber, now)
+    stale_figures.note_reader(session, subscriber)
     subscriber.next_lesson_at = None
     await cancel_queued(session, subscriber.id, MailKind.LESSON)
     return subscriber
@@ -296,6 +296,6 @@ async def suppress(
                 subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
             subscriber.status = SubscriberStatus.UNSUBSCRIBED
             subscriber.unsubscribed_at = now
-        stale_figures.note_reader(session, subscriber, now)
+        stale_figures.note_reader(session, subscriber)
         await cancel_queued(session, subscriber.id)
     return True
