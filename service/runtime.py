@@ -72,20 +72,16 @@ class Runtime:
             stack.push_async_callback(self.transport.close)
 
     def worker(self) -> Worker:
+        every = self.settings.figures_every.total_seconds()
         return Worker(self.db, self.mailer, self.transport, Pace.from_settings(self.settings),
-                      chores=(Chore("keeping the author's figures", FIGURES_EVERY_SECONDS,
-                                    self.keep_figures),))
+                      chores=(Chore("keeping the author's figures", every, self.keep_figures),)
+                      if every else ())
 
     async def keep_figures(self, now: datetime) -> upkeep.Pass:
         """Count the closed days of the author's figures, and those noted stale; then forget
         raw events past their retention (service.funnel.upkeep)."""
         return await upkeep.keep(self.db, list(self.catalog.regimens.values()), now,
                                  self.settings.scanner_window, self.settings.event_retention)
-
-
-# The author's figures of a closed day wait at most this long to be kept; until then they are
-# counted from the raw rows, so this is about speed, never about what the numbers say.
-FIGURES_EVERY_SECONDS = 300
 
 
 def build_runtime(settings: Settings, transport: Transport | None = None) -> Runtime:

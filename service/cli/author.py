@@ -88,14 +88,14 @@ VERIFIED_PER_BATCH = 50
 async def _verify(runtime: Runtime) -> None:
     regimens, now = list(runtime.catalog.regimens.values()), utcnow()
     async with runtime.db.transaction() as session:
-        days = await upkeep.kept_days(session, regimens, now, runtime.settings.event_retention)
+        days = await upkeep.days_to_verify(session, regimens, now, runtime.settings.event_retention)
     differences: list[upkeep.Difference] = []
     bar = common.DaysBar("Counting the kept days again")
     try:
         for start in range(0, len(days), VERIFIED_PER_BATCH):
             async with runtime.db.transaction() as session:
                 differences += await upkeep.verify_some(
-                    session, regimens, days[start:start + VERIFIED_PER_BATCH], now,
+                    session, regimens, days[start:start + VERIFIED_PER_BATCH],
                     runtime.settings.scanner_window)
             bar(min(len(days), start + VERIFIED_PER_BATCH),
                 max(0, len(days) - start - VERIFIED_PER_BATCH))

@@ -90,15 +90,16 @@ def lessons(regimens: list[Regimen], figures: Mapping[str, Figures]) -> list[Reg
     return out
 
 
-async def count(session: AsyncSession, regimen: str, since: datetime, until: datetime,
-                scanner_window: timedelta) -> Counter[Key]:
-    """Each figure's count per lesson (every lesson, by its key), of the regimen's readers who
-    signed up in [since, until)."""
+async def count(session: AsyncSession, regimen: str, keys: list[str], since: datetime,
+                until: datetime, scanner_window: timedelta) -> Counter[Key]:
+    """Each figure's count per lesson (of `keys`, the regimen's lessons now), of the regimen's
+    readers who signed up in [since, until)."""
+    if not keys:
+        return Counter()
     lesson = LessonDelivery.lesson
-    cohort = select(Subscriber.id).where(Subscriber.created_at >= since,
-                                         Subscriber.created_at < until,
-                                         Subscriber.regimen == regimen)
-    settled = (LessonDelivery.subscriber_id.in_(cohort),)
+    # A range of the deliveries' own index (regimen, signed_up_at).
+    settled = (LessonDelivery.regimen == regimen, LessonDelivery.signed_up_at >= since,
+               LessonDelivery.signed_up_at < until, lesson.in_(keys))
     queued = (*settled, LessonDelivery.outcome == LessonOutcome.QUEUED)
     counts: Counter[Key] = Counter()
 
@@ -170,7 +171,8 @@ def lines(figures: list[RegimenLessons]) -> list[str]:
     """The figures as text, for `regimen stats`."""
     out: list[str] = []
     for regimen in figures:
-        out += ["", f"Lessons of {regimen.title} ({regimen.key}), settled in these days:",
+        out += ["", f"Lessons of {regimen.title} ({regimen.key}), to the readers who signed up "
+                "in these days:",
                 ROW.format("lesson", "day", "sent", "skipped", "opened", "clicked (7d)",
                            "stopped")]
         out += [ROW.format(each.key[:24], each.after_days, each.sent, each.skipped,

@@ -25,9 +25,8 @@ unit's count of steps compared to its size (and, for the units a purchase is mea
 when the reader marked its last exercise). Only the readers who finished such a unit are
 looked up further: one probe each on `ix_events_subscriber_id_kind`, answering every link
 asked about that unit at once; no query reads all events. Each subscription belongs to one
-regimen, so an event's subscriber tells its regimen. On PostgreSQL at a million readers
-(bench/scale.py): ~100 ms for one regimen's 30 days, ~1.2 s for its 365 days, most of it the
-probes of the readers who finished a unit.
+regimen, so an event's subscriber tells its regimen. `count` counts one cohort (a closed day's
+readers, kept by service.funnel.rollups, or today's), so each query reads a day's readers.
 
 A PROGRAM_CLICKED event counts as a purchase link whatever its program (the regimen's page
 offers only its own); an exercise click counts where the regimen serves that exercise now,
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
 
-from sqlalchemy import and_, case, func, or_, select, text
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -124,23 +123,6 @@ def unit_before(regimen: Regimen, program: str) -> int | None:
         if any(exercise.program == program for exercise in unit.exercises):
             return index - 1 if index else None
     return None
-
-
-async def _plan_for_the_period(session: AsyncSession) -> None:
-    """PostgreSQL settings for the rest of the transaction (measured at a million readers):
-
-    - a plan made for the period asked (`force_custom_plan`): a statement is prepared once per
-      connection, and after five runs PostgreSQL may keep a generic plan, made without knowing
-      `since`; after the 365-day view it slowed the 30-day one by half;
-    - no JIT: the planner costs the events probes as if every reader were looked up (it cannot
-      know how few finished), which crosses `jit_above_cost`, and compiling then took ~300 ms
-      for a query that runs in ~90;
-    - a grouping per reader in memory (16 MB for one query's hash table, not the default 4 MB):
-      the 30-day cohort's 15,000 readers otherwise spilled to a sort on disk."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text(
-            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
-            "set_config('jit', 'off', true), set_config('work_mem', '16MB', true)"))
 
 
 def _cohort(regimen: Regimen, since: datetime, until: datetime) -> list[ColumnElement[bool]]:
@@ -247,7 +229,6 @@ async def count(session: AsyncSession, regimen: Regimen, since: datetime,
     [since, until): two queries, each over the cohort's range of `ix_progress_cohort` (see
     `_readers`). Units and programs as the regimen is served now (service.funnel.rollups
     counts a day again after the regimen's shape changed)."""
-    await _plan_for_the_period(session)
     done = await _steps(session, regimen, since, until)
     befores = {key: unit_before(regimen, key) for key in regimen.programs}
     # The links asked about per unit measured from: any purchase link after Unit 1 (the key

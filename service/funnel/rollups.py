@@ -2,21 +2,23 @@
 rather than a year of readers.
 
 Every figure of a period is of the readers who signed up in it (service.funnel.figures), so a
-period's figures are the sum of its days'. Once a day is over, the worker counts it from the raw
-rows (`count`, the same functions the live view uses; service.funnel.upkeep) and keeps the
-counts (`daily_figures`, one row per figure, and `figure_days`, which days are kept). A view
-then adds:
+period's figures are the sum of its days'. Every minute the worker counts the days from
+the raw rows (`count`, the same functions a view uses on what is not kept;
+service.funnel.upkeep) and keeps the counts: `daily_figures`, one row per figure, and
+`figure_days`, which days are kept and up to when (`through`: the next midnight for a day that
+is over, a few minutes ago for today). A view then adds:
 
 - the kept days of the period, summed in SQL;
-- the rest (today, and any day not kept yet or kept for another shape of the regimen) counted
-  from the raw rows, as before there were rollups.
+- the readers no kept day holds (those who signed up since the worker last counted today, and
+  those of any day not kept yet or kept for another shape of the regimen), counted from the
+  raw rows as before there were rollups.
 
-A reader of a closed day may still do something that counts (confirm weeks later, click, mark a
-step, get a lesson, stop, be erased): whatever records it also notes the day as stale in the
-same transaction (service.core.stale_figures), and the worker counts that day again. So the
-kept figures are always what counting the raw rows gives; `verify` checks it, `rebuild` starts
-again from the raw rows.
-
+A reader may still do something that counts after their day was counted (confirm weeks later,
+click, mark a step, get a lesson, stop, be erased): whatever records it also notes their day in
+the same transaction (service.core.stale_figures), and the worker's next pass counts that day
+again: such a change shows within a pass, and after each pass the kept figures are what
+counting the raw rows gives. `regimen stats --verify` checks it, `--rebuild` starts again from
+the raw rows.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.content import Regimen
@@ -39,12 +41,14 @@ from service.funnel.figures import DAILY, Figures, Key
 
 def shape(regimen: Regimen | None) -> str:
     """A fingerprint of what the figures depend on in a regimen's content: its units, their
-    exercises (free or whose program), their next steps' programs. Wording is not part of it."""
+    exercises (free or whose program), their next steps' programs, its lessons. Wording is not
+    part of it."""
     if regimen is None:
         return ""
     units = [[[e.slug, e.is_free, e.program] for e in unit.exercises]
              + [[step.program for step in unit.next_steps]] for unit in regimen.units]
-    text_ = json.dumps([units, sorted(regimen.programs)], sort_keys=True)
+    lessons = [each.key for each in regimen.lessons]
+    text_ = json.dumps([units, sorted(regimen.programs), lessons], sort_keys=True)
     return hashlib.sha256(text_.encode()).hexdigest()[:16]
 
 
@@ -52,36 +56,48 @@ def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def _start(day: date) -> datetime:
+def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-async def count(session: AsyncSession, key: str, content: Regimen | None, first: date,
-                last: date, scanner_window: timedelta) -> Figures:
-    """Every figure of the regimen `key` for its readers who signed up from `first` to `last`
-    (both included), counted from the raw rows. `content`: the regimen as served now (None for
-    a regimen no longer served: its funnel figures only)."""
-    start, end = _start(first), _start(last + timedelta(days=1))
+async def plan_for_few_rows(session: AsyncSession) -> None:
+    """PostgreSQL settings for the rest of the transaction, for queries that each read a few
+    thousand rows: a day's readers, or the kept rows of a year (measured at a million readers,
+    bench/scale.py):
+
+    - a plan made for the days asked (`force_custom_plan`): a statement is prepared once per
+      connection, and after five runs PostgreSQL may keep a generic plan, made without knowing
+      the bounds; a plan made for a year's readers then served a day's;
+    - no JIT: the planner costs the progress figures' events probes as if every reader were
+      looked up (it cannot know how few finished a unit), which crosses `jit_above_cost`, and
+      compiling then took ~300 ms for a query that runs in ~90;
+    - no parallel workers: starting them cost ~5 ms a query, each of which runs in one or two;
+    - a grouping per reader in memory (16 MB for one query's hash table, not the default 4 MB):
+      a month of readers otherwise spilled to a sort on disk."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+            "set_config('jit', 'off', true), set_config('work_mem', '16MB', true), "
+            "set_config('max_parallel_workers_per_gather', '0', true)"))
+
+
+async def count(session: AsyncSession, key: str, content: Regimen | None, start: datetime,
+                end: datetime, scanner_window: timedelta) -> Figures:
+    """Every figure of the regimen `key` for its readers who signed up in [start, end), counted
+    from the raw rows. `content`: the regimen as served now (None for a regimen no longer
+    served: its funnel figures only)."""
+    await plan_for_few_rows(session)
     figures = await stats.count(session, key, start, end)
-    rest: Counter[Key] = await lesson_stats.count(session, key, start, end, scanner_window)
+    rest: Counter[Key] = Counter()
     if content is not None:
+        rest.update(await lesson_stats.count(session, key, [each.key for each in content.lessons],
+                                             start, end, scanner_window))
         rest.update(await progress_stats.count(session, content, start, end))
     if rest:
-        # Figures shown only for a whole period: filed under the first day, so a one-day count
-        # is that day's.
-        figures.add_day(first, rest)
+        # Figures shown only for a whole period: filed under the first day, so a day's count is
+        # that day's.
+        figures.add_day(start.date(), rest)
     return figures
-
-
-def _runs(days: list[date]) -> list[tuple[date, date]]:
-    """Consecutive days as (first, last) runs."""
-    runs: list[tuple[date, date]] = []
-    for day in sorted(days):
-        if runs and runs[-1][1] + timedelta(days=1) == day:
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
 
 
 def frozen_through(now: datetime, event_retention: timedelta | None) -> date | None:
@@ -90,40 +106,72 @@ def frozen_through(now: datetime, event_retention: timedelta | None) -> date | N
     return None if event_retention is None else (now - event_retention).date()
 
 
+async def kept_days(session: AsyncSession, key: str, content: Regimen | None, since: date,
+                    now: datetime, event_retention: timedelta | None,
+                    ) -> tuple[dict[date, datetime], list[date]]:
+    """The regimen's kept days from `since` on: those that count (kept for its shape now, or
+    too old to count again), each with up to when it was counted; and those that do not."""
+    current, frozen = shape(content), frozen_through(now, event_retention) or date.min
+    counting: dict[date, datetime] = {}
+    not_counting: list[date] = []
+    for day, through, kept_shape in await session.execute(
+            select(FigureDay.day, FigureDay.through, FigureDay.shape)
+            .where(FigureDay.regimen == key, FigureDay.day >= since)):
+        if kept_shape == current or day <= frozen:
+            counting[day] = through
+        else:
+            not_counting.append(day)
+    return counting, not_counting
+
+
+def _uncounted(first: date, now: datetime,
+               kept: Mapping[date, datetime]) -> list[tuple[datetime, datetime]]:
+    """The spans of signup times from `first`'s day to `now`'s that no kept day holds, as
+    [start, end) spans, each as long as it can be (consecutive days not kept are one)."""
+    spans: list[tuple[datetime, datetime]] = []
+    for n in range((now.date() - first).days + 1):
+        day = first + timedelta(days=n)
+        start, end = kept.get(day, day_start(day)), day_start(day + timedelta(days=1))
+        if start >= end:
+            continue
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
 async def read(session: AsyncSession, regimens: Sequence[Regimen], regimen: str | None,
                since: datetime, now: datetime, scanner_window: timedelta,
                event_retention: timedelta | None = None) -> dict[str, Figures]:
     """The figures of the period from `since`'s day to `now`'s, per regimen: the one whose key
     is `regimen`, or every one (None: those served, and any other with kept days or readers
-    today). Kept days are summed in SQL; the other days are counted from the raw rows."""
+    today). Kept days are summed in SQL; the readers no kept day holds (those of today since
+    the worker last counted it, of a day not kept yet) are counted from the raw rows."""
+    await plan_for_few_rows(session)
     served = {each.key: each for each in regimens}
     keys = [regimen] if regimen is not None else await _keys(session, served, since, now)
-    first, today = since.date(), now.date()
+    first = since.date()
     out: dict[str, Figures] = {}
     for key in keys:
         figures = Figures()
-        kept = (FigureDay.regimen == key, FigureDay.day >= first,
-                or_(FigureDay.shape == shape(served.get(key)),
-                    FigureDay.day <= (frozen_through(now, event_retention) or date.min)))
-        joined = select(DailyFigure.figure, DailyFigure.key, DailyFigure.value,
-                        DailyFigure.day).join(FigureDay, (FigureDay.regimen == DailyFigure.regimen)
-                                              & (FigureDay.day == DailyFigure.day)).where(*kept)
-        rows = joined.subquery()
-        for name, item, total in await session.execute(
-                select(rows.c.figure, rows.c.key, func.sum(rows.c.value))
-                .group_by(rows.c.figure, rows.c.key)):
+        through, not_counting = await kept_days(session, key, served.get(key), first, now,
+                                                event_retention)
+        # One pass over the kept rows: each figure summed, and the daily ones per day too.
+        # Read on the connection: a year is thousands of plain rows, which the ORM's result
+        # handling would take longer over than the database (measured: ~25 ms of 160).
+        daily = case((DailyFigure.figure.in_(sorted(DAILY)), DailyFigure.day), else_=None)
+        connection = await session.connection()
+        for name, item, day, total in await connection.execute(
+                select(DailyFigure.figure, DailyFigure.key, daily, func.sum(DailyFigure.value))
+                .where(DailyFigure.regimen == key, DailyFigure.day >= first,
+                       *([DailyFigure.day.not_in(not_counting)] if not_counting else []))
+                .group_by(DailyFigure.figure, DailyFigure.key, daily)):
             figures.total[name, item] += int(total)
-        # The daily figures per day, each exercise's clicks summed (the series shows them so).
-        for day, name, total in await session.execute(
-                select(rows.c.day, rows.c.figure, func.sum(rows.c.value))
-                .where(rows.c.figure.in_(sorted(DAILY))).group_by(rows.c.day, rows.c.figure)):
-            figures.days[_as_date(day)][name, ""] += int(total)
-        counted = set(await session.scalars(select(FigureDay.day).where(*kept)))
-        missing = [first + timedelta(days=n) for n in range((today - first).days + 1)
-                   if first + timedelta(days=n) not in counted]
-        for run_first, run_last in _runs(missing):
-            figures.add(await count(session, key, served.get(key), run_first, run_last,
-                                    scanner_window))
+            if day is not None:
+                figures.days[_as_date(day)][name, item] += int(total)
+        for start, end in _uncounted(first, now, through):
+            figures.add(await count(session, key, served.get(key), start, end, scanner_window))
         out[key] = figures
     return out
 

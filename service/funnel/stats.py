@@ -59,7 +59,7 @@ from service.core.models import (
     Subscriber,
 )
 from service.core.stale_figures import day_of
-from service.funnel.figures import Figures, Key, day_sum
+from service.funnel.figures import Figures, Key
 from service.readers.addresses import mask
 
 DEFAULT_DAYS = 30
@@ -218,7 +218,8 @@ async def count(session: AsyncSession, regimen: str, start: datetime,
             select(per_reader.c.day, per_reader.c.exercise, func.sum(per_reader.c.clicks),
                    func.count()).group_by(per_reader.c.day, per_reader.c.exercise)):
         figures.add_day(_as_date(signed_up), Counter({("exercise_clicks", slug or ""): int(clicks),
-                                                      ("exercise_readers", slug or ""): readers}))
+                                                      ("exercise_readers", slug or ""): readers,
+                                                      ("all_exercise_clicks", ""): int(clicks)}))
     url = func.coalesce(Consent.source_url, "")
     given = day_of(session, Consent.signed_up_at)
     for signed_up, source, signups, confirmed in await session.execute(
@@ -252,7 +253,7 @@ def funnel(figures: Mapping[str, Figures], now: datetime, days: int, scanner_win
                 entry.confirm_page_opened += counts["confirmed", ""] \
                     + counts["stopped_at_button", ""]
                 entry.regimen_opened += counts["regimen_opened", ""]
-                entry.exercise_clicks += day_sum(counts, "exercise_clicks")
+                entry.exercise_clicks += counts["all_exercise_clicks", ""]
     confirmed, stopped = total["confirmed", ""], total["stopped_at_button", ""]
     totals = Totals(signups=total["signups", ""], confirmed=confirmed,
                     stopped_at_button=stopped,

@@ -1,15 +1,15 @@
 """Keeping the author's daily figures (service.funnel.rollups) true: the worker's chore, and
 `regimen stats --verify` and `--rebuild`.
 
-- A day is counted once it is closed: `CLOSE_AFTER` past midnight UTC, not at midnight, so a
-  transaction that began before midnight and took no note (its reader's day was still today)
-  has committed by then.
+- Each day is counted up to `CLOSE_AFTER` ago (a day that ended longer ago than that, whole;
+  today, up to then): a signup that began before that moment has committed by now, so no
+  reader of the span counted is missing from it. Today is counted again at every pass.
 - A day noted stale (service.core.stale_figures) is let go and counted again. The notes taken
   are deleted in the transaction that lets their days go; a note written meanwhile stays for
   the next pass, so no change is ever missed.
 - A regimen whose shape changed (service.funnel.rollups.shape) has its days counted again.
 - Raw events older than `REGIMEN_EVENT_RETENTION` are deleted in small batches, once every
-  closed day is counted. A day whose readers' events may be gone keeps its last count: notes
+  day is counted. A day whose readers' events may be gone keeps its last count: notes
   about it are dropped, since counting it again from what is left would lose what was deleted.
 
 Only one worker of a fleet does this at a time (a PostgreSQL advisory lock; SQLite has one
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +30,8 @@ from service.core.content import Regimen
 from service.core.database import Database
 from service.core.models import DailyFigure, Event, FigureDay, StaleFigureDay, Subscriber
 from service.core.stale_figures import midnight
-from service.funnel.rollups import count, frozen_through, shape
+from service.funnel import rollups
+from service.funnel.rollups import count, day_start, frozen_through, shape
 
 CLOSE_AFTER = timedelta(minutes=10)
 # Days counted per transaction: each is a dozen short queries on one day's readers.
@@ -40,8 +42,10 @@ EVENTS_PER_BATCH = 5000
 LOCK_KEY = 0x52_46_49_47
 
 
-def last_closed_day(now: datetime) -> date:
-    return (now - CLOSE_AFTER).date() - timedelta(days=1)
+def through(day: date, now: datetime) -> datetime:
+    """Up to when the worker counts `day`'s readers at `now`: the day's end, once it ended
+    `CLOSE_AFTER` ago; up to `CLOSE_AFTER` ago before that."""
+    return min(day_start(day + timedelta(days=1)), now - CLOSE_AFTER)
 
 
 async def take_turn(session: AsyncSession) -> bool:
@@ -60,12 +64,19 @@ async def take_notes(session: AsyncSession, now: datetime,
         .order_by(StaleFigureDay.id).limit(NOTES_PER_BATCH))).all()
     frozen = frozen_through(now, event_retention) or date.min
     for regimen, day in {(regimen, day) for _, regimen, day in notes if day > frozen}:
-        await session.execute(delete(FigureDay).where(FigureDay.regimen == regimen,
-                                                      FigureDay.day == day))
+        await forget_day(session, regimen, day)
     if notes:
         await session.execute(delete(StaleFigureDay).where(
             StaleFigureDay.id.in_([id_ for id_, _, _ in notes])))
     return len(notes)
+
+
+async def forget_day(session: AsyncSession, regimen: str, day: date) -> None:
+    """A day's kept figures go: it is counted from the raw rows until counted again."""
+    await session.execute(delete(DailyFigure).where(DailyFigure.regimen == regimen,
+                                                    DailyFigure.day == day))
+    await session.execute(delete(FigureDay).where(FigureDay.regimen == regimen,
+                                                  FigureDay.day == day))
 
 
 async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: datetime | None,
@@ -81,31 +92,30 @@ async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: dat
 
 async def _days_to_count(session: AsyncSession, key: str, content: Regimen | None,
                          now: datetime, event_retention: timedelta | None) -> list[date]:
-    """The regimen's closed days, from its first signup, not kept for its current shape."""
-    frozen = frozen_through(now, event_retention) or date.min
-    kept = set(await session.scalars(select(FigureDay.day).where(
-        FigureDay.regimen == key, (FigureDay.shape == shape(content)) | (FigureDay.day <= frozen))))
+    """The regimen's days, from its first signup to today, not kept up to `through` for its
+    shape now."""
+    kept, _ = await rollups.kept_days(session, key, content, date.min, now, event_retention)
     first_signup = await session.scalar(select(func.min(Subscriber.created_at))
                                         .where(Subscriber.regimen == key))
     if first_signup is None:
         return []
-    first, last = first_signup.date(), last_closed_day(now)
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)
-            if first + timedelta(days=n) not in kept]
+    days = (first_signup.date() + timedelta(days=n)
+            for n in range((now.date() - first_signup.date()).days + 1))
+    return [day for day in days if kept.get(day, day_start(day)) < through(day, now)]
 
 
 async def keep_day(session: AsyncSession, key: str, content: Regimen | None, day: date,
                    now: datetime, scanner_window: timedelta) -> None:
-    """Count one day of one regimen from the raw rows and keep its figures."""
-    figures = await count(session, key, content, day, day, scanner_window)
-    await session.execute(delete(DailyFigure).where(DailyFigure.regimen == key,
-                                                    DailyFigure.day == day))
-    await session.execute(delete(FigureDay).where(FigureDay.regimen == key, FigureDay.day == day))
+    """Count one day of one regimen from the raw rows, up to `through`, and keep its figures."""
+    until = through(day, now)
+    figures = await count(session, key, content, day_start(day), until, scanner_window)
+    await forget_day(session, key, day)
     rows = [{"regimen": key, "day": day, "figure": figure, "key": item, "value": value}
             for (figure, item), value in figures.total.items() if value]
     if rows:
         await session.execute(insert(DailyFigure), rows)
-    session.add(FigureDay(regimen=key, day=day, shape=shape(content), counted_at=now))
+    session.add(FigureDay(regimen=key, day=day, shape=shape(content), through=until,
+                          counted_at=now))
     await session.flush()
 
 
@@ -152,7 +162,7 @@ async def keep(db: Database, regimens: Sequence[Regimen], now: datetime,
                scanner_window: timedelta, event_retention: timedelta | None,
                every_regimen: bool = False,
                counted: Callable[[int, int], object] | None = None) -> Pass:
-    """Catch up, a batch a transaction, until every closed day is kept; then forget raw
+    """Catch up, a batch a transaction, until every day is kept; then forget raw
     events past `event_retention`, a batch a transaction. `counted(done, left)` is told after
     each batch (`regimen stats --rebuild` draws its progress bar with it)."""
     done = Pass()
@@ -178,7 +188,7 @@ async def keep(db: Database, regimens: Sequence[Regimen], now: datetime,
 async def rebuild(db: Database, regimens: Sequence[Regimen], now: datetime,
                   scanner_window: timedelta, event_retention: timedelta | None,
                   counted: Callable[[int, int], object] | None = None) -> Pass:
-    """Forget every kept figure and count every closed day again from the raw rows, for every
+    """Forget every kept figure and count every day again from the raw rows, for every
     regimen that has readers (served or not). Days whose raw events may be gone are counted
     from what is left."""
     async with db.transaction() as session:
@@ -190,7 +200,7 @@ async def rebuild(db: Database, regimens: Sequence[Regimen], now: datetime,
 async def forget_old_events(session: AsyncSession, now: datetime,
                             event_retention: timedelta) -> int:
     """Delete one batch of raw events older than `event_retention`; return how many. Only
-    call it once every closed day is kept (`catch_up` left none)."""
+    call it once every day is kept (`catch_up` left none)."""
     old = select(Event.id).where(Event.created_at < now - event_retention) \
         .order_by(Event.id).limit(EVENTS_PER_BATCH)
     result = await session.execute(delete(Event).where(Event.id.in_(old.scalar_subquery())))
@@ -213,15 +223,16 @@ class Difference:
     counted: int
 
 
-async def verify_some(session: AsyncSession, regimens: Sequence[Regimen], kept_days:
-                      Sequence[tuple[str, date]], now: datetime,
-                      scanner_window: timedelta) -> list[Difference]:
-    """Count each of `kept_days` (regimen, day) from the raw rows and compare with what is
-    kept for it."""
+async def verify_some(session: AsyncSession, regimens: Sequence[Regimen],
+                      days: Sequence[KeptDay], scanner_window: timedelta,
+                      ) -> list[Difference]:
+    """Count each of `days` from the raw rows, up to when it was counted, and compare
+    with what is kept for it."""
     served = {each.key: each for each in regimens}
     differences = []
-    for key, day in kept_days:
-        counted = (await count(session, key, served.get(key), day, day, scanner_window)).total
+    for key, day, until in days:
+        counted = (await count(session, key, served.get(key), day_start(day), until,
+                               scanner_window)).total
         kept = {(figure, item): value for figure, item, value in await session.execute(
             select(DailyFigure.figure, DailyFigure.key, DailyFigure.value)
             .where(DailyFigure.regimen == key, DailyFigure.day == day))}
@@ -233,14 +244,21 @@ async def verify_some(session: AsyncSession, regimens: Sequence[Regimen], kept_d
     return differences
 
 
-async def kept_days(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
-                    event_retention: timedelta | None) -> list[tuple[str, date]]:
+class KeptDay(NamedTuple):
+    regimen: str
+    day: date
+    through: datetime
+
+
+async def days_to_verify(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
+                         event_retention: timedelta | None) -> list[KeptDay]:
     """The days `verify_some` can check: kept for the regimen's current shape, and whose raw
     events are all still there."""
     frozen = frozen_through(now, event_retention) or date.min
     shapes = {each.key: shape(each) for each in regimens}
-    rows = await session.execute(select(FigureDay.regimen, FigureDay.day, FigureDay.shape)
-                                 .where(FigureDay.day > frozen)
-                                 .order_by(FigureDay.regimen, FigureDay.day))
-    return [(key, day) for key, day, kept_shape in rows if kept_shape == shapes.get(key, "")]
+    rows = await session.execute(
+        select(FigureDay.regimen, FigureDay.day, FigureDay.through, FigureDay.shape)
+        .where(FigureDay.day > frozen).order_by(FigureDay.regimen, FigureDay.day))
+    return [KeptDay(key, day, until) for key, day, until, kept_shape in rows
+            if kept_shape == shapes.get(key, "")]
 

@@ -420,7 +420,7 @@ async def lesson_history(db: Database) -> datetime:
     first lesson was queued (ten days ago)."""
     t0 = datetime.now(UTC).replace(microsecond=0) - 10 * DAY
     async with db.transaction() as session:
-        ids = {}
+        ids, signed_ups = {}, {}
         for name in ("r1", "r2", "r3", "r4", "r5"):
             # r5 signed up before the period the author asks about, the others in it.
             signed_up = t0 - (42 if name == "r5" else 3) * DAY
@@ -432,14 +432,14 @@ async def lesson_history(db: Database) -> datetime:
             await session.flush()
             session.add(row)
             await session.flush()
-            ids[name] = row.id
+            ids[name], signed_ups[name] = row.id, signed_up
 
         def delivered(name: str, lesson: str, at: datetime,
                       outcome: LessonOutcome = LessonOutcome.QUEUED) -> LessonDelivery:
             return LessonDelivery(subscriber_id=ids[name], lesson=lesson,
                                   regimen=DEFAULT_REGIMEN, outcome=outcome,
                                   reason="exercise_done" if outcome is LessonOutcome.SKIPPED
-                                  else None, at=at)
+                                  else None, at=at, signed_up_at=signed_ups[name])
 
         session.add_all([
             delivered("r1", FIRST, t0), delivered("r2", FIRST, t0),

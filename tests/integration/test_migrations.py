@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.core.migrations import alembic_config, migrate
 from service.core.models import Base
@@ -66,11 +67,20 @@ async def _in_thread(function: Any, *args: Any) -> None:
     await asyncio.to_thread(function, *args)
 
 
-async def test_milestones_are_filled_from_the_events_already_recorded(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'milestones.db'}"
-    await _in_thread(_prepare_and_upgrade_to, url, "0008")
+@asynccontextmanager
+async def _at_revision(tmp_path: Path, revision: str) -> AsyncIterator[tuple[str, AsyncEngine]]:
+    """A SQLite database migrated up to `revision`, for a test to fill and migrate further."""
+    url = f"sqlite+aiosqlite:///{tmp_path / f'at-{revision}.db'}"
+    await _in_thread(_prepare_and_upgrade_to, url, revision)
     engine = create_async_engine(url)
     try:
+        yield url, engine
+    finally:
+        await engine.dispose()
+
+
+async def test_milestones_are_filled_from_the_events_already_recorded(tmp_path: Path) -> None:
+    async with _at_revision(tmp_path, "0008") as (url, engine):
         async with engine.begin() as connection:
             await connection.execute(text(
                 "INSERT INTO subscribers (id, public_id, email, status, token_version, created_at)"
@@ -94,8 +104,6 @@ async def test_milestones_are_filled_from_the_events_already_recorded(tmp_path: 
                 "SELECT confirm_page_opened_at, regimen_opened_at, first_click_at"
                 " FROM subscribers"))).one()
         assert [str(value)[11:19] for value in row] == ["10:10:00", "10:30:00", "10:40:00"]
-    finally:
-        await engine.dispose()
 
 
 def _prepare_and_upgrade_to(url: str, revision: str) -> None:
@@ -127,3 +135,26 @@ async def test_partial_indexes_are_partial_in_the_database_too(database_url: str
     # the four milestones, the lessons due, lesson links followed and the two stops
     assert len(declared) == 8
     assert all("IS NOT NULL" in condition.upper() for condition in partial.values())
+
+
+async def test_lesson_deliveries_get_their_readers_signup_time(tmp_path: Path) -> None:
+    """Migration 0016 copies each subscription's signup time onto its lesson deliveries, which
+    the author's lesson figures of a signup day are a range of."""
+    async with _at_revision(tmp_path, "0015") as (url, engine):
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO readers (id, email, created_at)"
+                " VALUES (1, 'a@example.org', '2026-11-01 10:00:00.000000')"))
+            await connection.execute(text(
+                "INSERT INTO subscribers (id, public_id, email, regimen, status, token_version,"
+                " created_at) VALUES (7, 'p1', 'a@example.org', 'sacro-iliac', 'confirmed', 1,"
+                " '2026-11-01 10:00:00.000000')"))
+            await connection.execute(text(
+                "INSERT INTO lesson_deliveries (subscriber_id, lesson, regimen, outcome, at)"
+                " VALUES (7, 'day-2', 'sacro-iliac', 'queued', '2026-11-03 10:00:00.000000')"))
+        await _in_thread(migrate, url, DEFAULT_REGIMEN)
+        async with engine.connect() as connection:
+            copied = (await connection.execute(text(
+                "SELECT signed_up_at FROM lesson_deliveries"))).scalar_one()
+            assert await connection.run_sync(_differences) == []
+        assert str(copied).startswith("2026-11-01 10:00:00")
