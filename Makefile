@@ -40,7 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/report.py
 
-# The author's numbers on 1,000,000 readers and 3,000,000 events (seeds once, ~2 minutes).
+# The author's numbers on 1,000,000 readers and 3,000,000 events, kept per day against counted
+# from the raw rows (seeds once, ~3.5 minutes; bench/scale.py says how to run ten million).
 REGIMEN_SCALE_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_scale
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py --database-url $(REGIMEN_SCALE_DATABASE_URL)
