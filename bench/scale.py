@@ -22,9 +22,9 @@ Then, on a seeded or a reused database alike, the kept figures are counted again
 (`upkeep.rebuild` at the current time, as `regimen migrate` does after migration 0016 and
 `regimen stats --rebuild`): `rebuild_seconds`, `rebuild_days` (regimen-days counted: 730 for
 two regimens' year, 732 with today), `kept_rows`. 21 s at 50,000 readers, 43 s at 200,000,
-75 to 183 s at a million over five runs (ten million, extrapolated: 15 to 30 minutes). Then, for 7, 30, 90 and 365
-days, for every regimen together and for each one (`?regimen=KEY`, `regimen stats --regimen
-KEY`), each `--runs` times after one warm-up (median, min, max):
+75 to 183 s at a million over five runs (ten million, extrapolated: 15 to 30 minutes). Then,
+for 7, 30, 90 and 365 days, for every regimen together and for each one (`?regimen=KEY`,
+`regimen stats --regimen KEY`), each `--runs` times after one warm-up (median, min, max):
 
 - GET /admin, /admin/funnel.csv, /admin/progress.csv and /admin/lessons.csv through the real
   app (auth, queries, template or CSV): `admin_30d_ms`, `funnel_csv_30d_sacro-iliac_ms`...;
