@@ -81,12 +81,13 @@ def small_disk(folder: Path, size: str = "2M") -> Iterator[Path]:
 
 
 def fill(folder: Path) -> None:
-    """Write until the disk is full."""
-    with (folder / "filler").open("wb") as filler:
-        try:
+    """Write until the disk is full. It may be full already (what a test wrote before can
+    fill a small disk): then not even the file can be made, which is as good."""
+    try:
+        with (folder / "filler").open("wb") as filler:
             while True:
                 filler.write(b"\0" * 65536)
                 filler.flush()
                 os.fsync(filler.fileno())
-        except OSError:
-            pass
+    except OSError:
+        pass
