@@ -13,7 +13,7 @@ also why a signup, the hot path, costs nothing here.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 
 from sqlalchemy import Date, cast, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,11 +27,6 @@ def day_of(session: AsyncSession, column: ColumnElement[datetime] | object) -> C
     if session.get_bind().dialect.name == "sqlite":
         return func.date(column)
     return cast(func.timezone("UTC", column), Date)
-
-
-def midnight(now: datetime) -> datetime:
-    """The start of `now`'s UTC day."""
-    return datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
 
 
 def note(session: AsyncSession, regimen: str, *signed_up: datetime | None) -> None:

@@ -45,3 +45,9 @@ class Figures:
     def keyed(self, figure: str) -> dict[str, int]:
         """A figure's count per key, e.g. each exercise's clicks."""
         return {key: n for (name, key), n in self.total.items() if name == figure}
+
+
+def as_date(value: object) -> date:
+    """A day as read back from the database: a date on PostgreSQL, ISO text from SQLite's
+    date() function."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))

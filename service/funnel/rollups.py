@@ -34,9 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.content import Regimen
 from service.core.models import DailyFigure, FigureDay, Subscriber
-from service.core.stale_figures import midnight
 from service.funnel import lesson_stats, progress_stats, stats
-from service.funnel.figures import DAILY, Figures, Key
+from service.funnel.figures import DAILY, Figures, Key, as_date
 
 
 def shape(regimen: Regimen | None) -> str:
@@ -52,11 +51,8 @@ def shape(regimen: Regimen | None) -> str:
     return hashlib.sha256(text_.encode()).hexdigest()[:16]
 
 
-def _as_date(value: object) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
 def day_start(day: date) -> datetime:
+    """The first moment of `day`, UTC."""
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
@@ -169,7 +165,7 @@ async def read(session: AsyncSession, regimens: Sequence[Regimen], regimen: str 
                 .group_by(DailyFigure.figure, DailyFigure.key, daily)):
             figures.total[name, item] += int(total)
             if day is not None:
-                figures.days[_as_date(day)][name, item] += int(total)
+                figures.days[as_date(day)][name, item] += int(total)
         for start, end in _uncounted(first, now, through):
             figures.add(await count(session, key, served.get(key), start, end, scanner_window))
         out[key] = figures
@@ -183,5 +179,5 @@ async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: dat
     kept = await session.scalars(select(FigureDay.regimen).where(FigureDay.day >= since.date())
                                  .distinct())
     today = await session.scalars(select(Subscriber.regimen)
-                                  .where(Subscriber.created_at >= midnight(now)).distinct())
+                                  .where(Subscriber.created_at >= day_start(now.date())).distinct())
     return [*served, *sorted({*kept, *today} - set(served))]

@@ -43,7 +43,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,7 +58,7 @@ from service.core.models import (
     Subscriber,
 )
 from service.core.stale_figures import day_of
-from service.funnel.figures import Figures, Key
+from service.funnel.figures import Figures, Key, as_date
 from service.readers.addresses import mask
 
 DEFAULT_DAYS = 30
@@ -174,10 +173,6 @@ def period_start(now: datetime, days: int) -> datetime:
                             tzinfo=now.tzinfo)
 
 
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
 def _of(regimen: str | None) -> list[ColumnElement[bool]]:
     """The condition on `subscribers` for one regimen's numbers; none for all regimens'."""
     return [] if regimen is None else [Subscriber.regimen == regimen]
@@ -204,7 +199,7 @@ async def count(session: AsyncSession, regimen: str, start: datetime,
                func.count(Subscriber.regimen_opened_at), func.count(Subscriber.first_click_at))
         .where(*_cohort(regimen, start, end)).group_by(day))
     for signed_up, signups, confirmed, stopped, regimen_opened, clicked in rows:
-        figures.add_day(_as_date(signed_up), Counter({
+        figures.add_day(as_date(signed_up), Counter({
             ("signups", ""): signups, ("confirmed", ""): confirmed,
             ("stopped_at_button", ""): stopped, ("regimen_opened", ""): regimen_opened,
             ("clicked", ""): clicked}))
@@ -217,7 +212,7 @@ async def count(session: AsyncSession, regimen: str, start: datetime,
     for signed_up, slug, clicks, readers in await session.execute(
             select(per_reader.c.day, per_reader.c.exercise, func.sum(per_reader.c.clicks),
                    func.count()).group_by(per_reader.c.day, per_reader.c.exercise)):
-        figures.add_day(_as_date(signed_up), Counter({("exercise_clicks", slug or ""): int(clicks),
+        figures.add_day(as_date(signed_up), Counter({("exercise_clicks", slug or ""): int(clicks),
                                                       ("exercise_readers", slug or ""): readers,
                                                       ("all_exercise_clicks", ""): int(clicks)}))
     url = func.coalesce(Consent.source_url, "")
@@ -228,7 +223,7 @@ async def count(session: AsyncSession, regimen: str, start: datetime,
             .where(Consent.signed_up_at >= start, Consent.signed_up_at < end,
                    Subscriber.regimen == regimen)
             .group_by(given, url)):
-        figures.add_day(_as_date(signed_up), Counter({("source_signups", source): signups,
+        figures.add_day(as_date(signed_up), Counter({("source_signups", source): signups,
                                                       ("source_confirmed", source): confirmed}))
     return figures
 

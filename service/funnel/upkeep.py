@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.core.content import Regimen
 from service.core.database import Database
 from service.core.models import DailyFigure, Event, FigureDay, StaleFigureDay, Subscriber
-from service.core.stale_figures import midnight
 from service.funnel import rollups
 from service.funnel.rollups import count, day_start, frozen_through, shape
 
@@ -148,7 +147,7 @@ async def catch_up(session: AsyncSession, regimens: Sequence[Regimen], now: date
         return done
     done.notes = await take_notes(session, now, event_retention)
     served = {each.key: each for each in regimens}
-    since = None if every_regimen else midnight(now) - timedelta(days=2)
+    since = None if every_regimen else day_start(now.date() - timedelta(days=2))
     todo = [(key, day) for key in await _keys(session, served, since)
             for day in await _days_to_count(session, key, served.get(key), now,
                                             event_retention)]
@@ -252,13 +251,14 @@ class KeptDay(NamedTuple):
 
 async def days_to_verify(session: AsyncSession, regimens: Sequence[Regimen], now: datetime,
                          event_retention: timedelta | None) -> list[KeptDay]:
-    """The days `verify_some` can check: kept for the regimen's current shape, and whose raw
-    events are all still there."""
+    """The days `verify_some` can check: kept days that count (rollups.kept_days), less those
+    whose raw events may be gone."""
+    served = {each.key: each for each in regimens}
     frozen = frozen_through(now, event_retention) or date.min
-    shapes = {each.key: shape(each) for each in regimens}
-    rows = await session.execute(
-        select(FigureDay.regimen, FigureDay.day, FigureDay.through, FigureDay.shape)
-        .where(FigureDay.day > frozen).order_by(FigureDay.regimen, FigureDay.day))
-    return [KeptDay(key, day, until) for key, day, until, kept_shape in rows
-            if kept_shape == shapes.get(key, "")]
-
+    days = []
+    for key in sorted(set(await session.scalars(select(FigureDay.regimen).distinct()))):
+        counting, _ = await rollups.kept_days(session, key, served.get(key), date.min, now,
+                                              event_retention)
+        days += [KeptDay(key, day, through) for day, through in sorted(counting.items())
+                 if day > frozen]
+    return days

@@ -117,11 +117,12 @@ async def read_figures(session: AsyncSession, runtime: Runtime, selected: Regime
 
 
 async def _period(runtime: Runtime, selected: Regimen | None, days: int,
-                  ) -> tuple[datetime, dict[str, Figures]]:
+                  ) -> tuple[datetime, datetime, dict[str, Figures]]:
+    """Now, the period's start, and its figures."""
     now = utcnow()
     since = stats.period_start(now, days)
     async with runtime.db.transaction() as session:
-        return now, await read_figures(session, runtime, selected, since, now)
+        return now, since, await read_figures(session, runtime, selected, since, now)
 
 
 @router.get(
@@ -132,7 +133,7 @@ async def _period(runtime: Runtime, selected: Regimen | None, days: int,
 )
 async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey = "") -> Response:
     selected = chosen(runtime.catalog, regimen)
-    now, figures = await _period(runtime, selected, days)
+    now, _, figures = await _period(runtime, selected, days)
     report = stats.funnel(figures, now, days, runtime.settings.scanner_window,
                           selected.key if selected else None)
     return csv_download("funnel", selected, days, stats.FUNNEL_COLUMNS,
@@ -155,9 +156,8 @@ async def funnel_csv(runtime: RuntimeDep, days: Days = 30, regimen: RegimenKey =
 async def progress_csv(runtime: RuntimeDep, days: Days = 30,
                        regimen: RegimenKey = "") -> Response:
     selected = chosen(runtime.catalog, regimen)
-    now, figures = await _period(runtime, selected, days)
-    progress = progress_stats.how_far_each(shown(runtime.catalog, selected),
-                                           stats.period_start(now, days), figures)
+    _, since, figures = await _period(runtime, selected, days)
+    progress = progress_stats.how_far_each(shown(runtime.catalog, selected), since, figures)
     return csv_download("progress", selected, days, progress_stats.PROGRESS_COLUMNS,
                         (row for figures in progress for row in progress_stats.rows(figures)))
 
@@ -175,7 +175,7 @@ async def progress_csv(runtime: RuntimeDep, days: Days = 30,
 async def lessons_csv(runtime: RuntimeDep, days: Days = 30,
                       regimen: RegimenKey = "") -> Response:
     selected = chosen(runtime.catalog, regimen)
-    _, figures = await _period(runtime, selected, days)
+    _, _, figures = await _period(runtime, selected, days)
     return csv_download("lessons", selected, days, lesson_stats.COLUMNS, lesson_stats.rows(
         lesson_stats.lessons(shown(runtime.catalog, selected), figures)))
 
