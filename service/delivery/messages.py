@@ -151,8 +151,7 @@ class Mailer:
         regimen = self.regimen_of(subscriber)
         if regimen is None:
             raise KeyError(subscriber.regimen)
-        links = {name: self.links.for_subscriber(purpose, subscriber)
-                 for name, purpose in LINKS[kind].items()}
+        links = self.links.each_for_subscriber(LINKS[kind], subscriber)
         if kind is MailKind.LESSON:
             found = regimen.lesson(lesson or "")
             if found is None:

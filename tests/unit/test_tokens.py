@@ -99,6 +99,23 @@ def test_rotation_old_keys_verify_only_the_newest_signs(old_key: str, new_key: s
 
 
 @settings(deadline=None)
+@given(old_key=keys, new_key=keys, claims=any_claims)
+def test_a_mails_links_signed_together_are_each_their_purposes_own(old_key: str, new_key: str,
+                                                                   claims: Claims) -> None:
+    assume(old_key != new_key)
+    made = Tokens([new_key, old_key]).make_each({each.value: each for each in Purpose}, claims)
+    assert set(made) == {each.value for each in Purpose}
+    for purpose in Purpose:
+        # Plain itsdangerous with the newest key alone reads it, as it reads `make`'s...
+        plain = URLSafeTimedSerializer(new_key, salt=f"regimen.{purpose.value}")
+        assert plain.loads(made[purpose.value]) == [claims.public_id, claims.version]
+        # ...and it opens no other purpose.
+        for other in set(Purpose) - {purpose}:
+            with pytest.raises(InvalidToken):
+                Tokens([new_key]).read(other, made[purpose.value])
+
+
+@settings(deadline=None)
 @given(purpose=st.sampled_from(Purpose), claims=any_claims, data=st.data())
 def test_any_edit_of_a_token_is_refused(purpose: Purpose, claims: Claims,
                                         data: st.DataObject) -> None:
