@@ -195,7 +195,11 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        # Claims take the oldest queued first (outbox.claim_due), in id order (migration 0017).
+        Index("ix_outbox_queued_oldest", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Becomes the Message-ID, so a retried send is recognisable as the same message.
