@@ -101,14 +101,18 @@ async def _verify(runtime: Runtime) -> None:
                 max(0, len(days) - start - VERIFIED_PER_BATCH))
     finally:
         bar.close()
+    async with runtime.db.transaction() as session:
+        differences += await upkeep.verify_months(session)
     for each in differences:
-        typer.echo(f"{each.regimen} {each.day}: {each.figure} {each.key!r} kept {each.kept}, "
+        where = f"month {each.day:%Y-%m} (its days summed)" if each.month else str(each.day)
+        typer.echo(f"{each.regimen} {where}: {each.figure} {each.key!r} kept {each.kept}, "
                    f"counted {each.counted}")
     if differences:
-        stale = len({(each.regimen, each.day) for each in differences})
-        common.fail(f"{len(differences)} figure(s) of {stale} day(s) differ from the raw rows; "
-                    "`regimen stats --rebuild` counts them again.", code=1)
-    typer.echo(f"The kept figures of {len(days)} days agree with the raw rows.")
+        stale = len({(each.regimen, each.day, each.month) for each in differences})
+        common.fail(f"{len(differences)} figure(s) of {stale} day(s) or month(s) differ from "
+                    "the raw rows; `regimen stats --rebuild` counts them again.", code=1)
+    typer.echo(f"The kept figures of {len(days)} days, and their months' sums, agree with the "
+               "raw rows.")
 
 
 @secret_app.command("generate")

@@ -340,6 +340,30 @@ class DailyFigure(Base):
     value: Mapped[int] = mapped_column(Integer)
 
 
+class FigureMonth(Base):
+    """One regimen's calendar month whose days are all kept whole (`FigureDay`), with the sums
+    of their figures shown only for a whole period in `monthly_figures`: a year's view reads
+    twelve months of those rather than 365 days. Made from the kept days of the month, and
+    gone with the first of them counted again (service.funnel.upkeep)."""
+
+    __tablename__ = "figure_months"
+
+    regimen: Mapped[str] = mapped_column(String(80), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # its first day
+
+
+class MonthlyFigure(Base):
+    """The sum of one figure over the kept days of a `FigureMonth`."""
+
+    __tablename__ = "monthly_figures"
+
+    regimen: Mapped[str] = mapped_column(String(80), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    figure: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
 class StaleFigureDay(Base):
     """A note that something of a reader who signed up on this day changed (a confirmation, a
     click, a step done, a lesson, a stop, an erasure), written in the same transaction as the

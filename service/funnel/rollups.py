@@ -29,11 +29,17 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import Executable, and_, case, func, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.content import Regimen
-from service.core.models import DailyFigure, FigureDay, Subscriber
+from service.core.models import (
+    DailyFigure,
+    FigureDay,
+    FigureMonth,
+    MonthlyFigure,
+    Subscriber,
+)
 from service.funnel import lesson_stats, progress_stats, stats
 from service.funnel.figures import DAILY, Figures, Key, as_date
 
@@ -142,8 +148,9 @@ async def read(session: AsyncSession, regimens: Sequence[Regimen], regimen: str 
                event_retention: timedelta | None = None) -> dict[str, Figures]:
     """The figures of the period from `since`'s day to `now`'s, per regimen: the one whose key
     is `regimen`, or every one (None: those served, and any other with kept days or readers
-    today). Kept days are summed in SQL; the readers no kept day holds (those of today since
-    the worker last counted it, of a day not kept yet) are counted from the raw rows."""
+    today). Kept days and months are summed in SQL; the readers no kept day holds (those of
+    today since the worker last counted it, of a day not kept yet) are counted from the raw
+    rows."""
     await plan_for_few_rows(session)
     served = {each.key: each for each in regimens}
     keys = [regimen] if regimen is not None else await _keys(session, served, since, now)
@@ -153,23 +160,95 @@ async def read(session: AsyncSession, regimens: Sequence[Regimen], regimen: str 
         figures = Figures()
         through, not_counting = await kept_days(session, key, served.get(key), first, now,
                                                 event_retention)
-        # One pass over the kept rows: each figure summed, and the daily ones per day too.
+        months = await _months_to_read(session, key, first, through)
         # Read on the connection: a year is thousands of plain rows, which the ORM's result
         # handling would take longer over than the database (measured: ~25 ms of 160).
-        daily = case((DailyFigure.figure.in_(sorted(DAILY)), DailyFigure.day), else_=None)
         connection = await session.connection()
-        for name, item, day, total in await connection.execute(
-                select(DailyFigure.figure, DailyFigure.key, daily, func.sum(DailyFigure.value))
-                .where(DailyFigure.regimen == key, DailyFigure.day >= first,
-                       *([DailyFigure.day.not_in(not_counting)] if not_counting else []))
-                .group_by(DailyFigure.figure, DailyFigure.key, daily)):
+        for row in await connection.execute(_daily_series(key, first, not_counting)):
+            counts = Counter({(name, ""): int(value)
+                              for name, value in zip(SERIES, row[1:], strict=True) if value})
+            figures.days[as_date(row[0])].update(counts)
+            figures.total.update(counts)
+        for name, item, total in await connection.execute(
+                _period_sums(key, first, now.date(), not_counting, months)):
             figures.total[name, item] += int(total)
-            if day is not None:
-                figures.days[as_date(day)][name, item] += int(total)
         for start, end in _uncounted(first, now, through):
             figures.add(await count(session, key, served.get(key), start, end, scanner_window))
         out[key] = figures
     return out
+
+
+# The daily figures in a fixed order: one row a day, a column each.
+SERIES = sorted(DAILY)
+
+
+def _daily_series(key: str, first: date, not_counting: Sequence[date]) -> Executable:
+    """The kept days' daily figures from `first` on, a row a day (through the index by figure
+    and day: six rows a day, not the day's every figure)."""
+    return (select(DailyFigure.day,
+                   *(func.sum(case((DailyFigure.figure == name, DailyFigure.value)))
+                     for name in SERIES))
+            .where(DailyFigure.regimen == key, DailyFigure.figure.in_(SERIES),
+                   DailyFigure.day >= first,
+                   *([DailyFigure.day.not_in(not_counting)] if not_counting else []))
+            .group_by(DailyFigure.day))
+
+
+def _period_sums(key: str, first: date, today: date, not_counting: Sequence[date],
+                 months: Sequence[date]) -> Executable:
+    """Every other figure of the period, summed: over the `months` kept whole from their sums,
+    over the other kept days from their rows."""
+    spans = _outside(first, today + timedelta(days=1), months)
+    days = (select(DailyFigure.figure, DailyFigure.key, func.sum(DailyFigure.value))
+            .where(DailyFigure.regimen == key, DailyFigure.figure.not_in(SERIES),
+                   or_(*(and_(DailyFigure.day >= start, DailyFigure.day < end)
+                         for start, end in spans)),
+                   *([DailyFigure.day.not_in(not_counting)] if not_counting else []))
+            .group_by(DailyFigure.figure, DailyFigure.key))
+    if not months:
+        return days
+    summed = (select(MonthlyFigure.figure, MonthlyFigure.key, func.sum(MonthlyFigure.value))
+              .where(MonthlyFigure.regimen == key, MonthlyFigure.month.in_(months))
+              .group_by(MonthlyFigure.figure, MonthlyFigure.key))
+    return union_all(days, summed)
+
+
+def month_of(day: date) -> date:
+    """The first day of `day`'s month."""
+    return day.replace(day=1)
+
+
+def next_month(month: date) -> date:
+    return month_of(month + timedelta(days=32))
+
+
+def days_of(month: date) -> list[date]:
+    return [month + timedelta(days=n) for n in range((next_month(month) - month).days)]
+
+
+async def _months_to_read(session: AsyncSession, key: str, first: date,
+                          counting: Mapping[date, datetime]) -> list[date]:
+    """The months within the period from `first` on that are summed and whose days all count
+    (`kept_days`): a month's sums are those of its kept days (service.funnel.upkeep), but a
+    day kept for another shape of the regimen does not count, nor then does its month."""
+    summed = await session.scalars(select(FigureMonth.month).where(
+        FigureMonth.regimen == key, FigureMonth.month >= first))
+    return sorted(month for month in summed
+                  if all(day in counting for day in days_of(month)))
+
+
+def _outside(first: date, end: date, months: Sequence[date]) -> list[tuple[date, date]]:
+    """The spans of days from `first` to `end` (exclusive) outside `months` (sorted), as
+    [start, end) spans."""
+    spans: list[tuple[date, date]] = []
+    start = first
+    for month in months:
+        if month > start:
+            spans.append((start, month))
+        start = max(start, next_month(month))
+    if start < end:
+        spans.append((start, end))
+    return spans
 
 
 async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: datetime,

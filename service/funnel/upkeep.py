@@ -8,6 +8,9 @@
   are deleted in the transaction that lets their days go; a note written meanwhile stays for
   the next pass, so no change is ever missed.
 - A regimen whose shape changed (service.funnel.rollups.shape) has its days counted again.
+- A month whose days are all kept whole has the figures shown only for a whole period summed
+  (`monthly_figures`), from its days' rows; counting one of its days again lets the sums go,
+  and they are made again once the day is kept.
 - Raw events older than `REGIMEN_EVENT_RETENTION` are deleted in small batches, once every
   day is counted. A day whose readers' events may be gone keeps its last count: notes
   about it are dropped, since counting it again from what is left would lose what was deleted.
@@ -23,14 +26,31 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import Select, delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.content import Regimen
 from service.core.database import Database
-from service.core.models import DailyFigure, Event, FigureDay, StaleFigureDay, Subscriber
+from service.core.models import (
+    DailyFigure,
+    Event,
+    FigureDay,
+    FigureMonth,
+    MonthlyFigure,
+    StaleFigureDay,
+    Subscriber,
+)
 from service.funnel import rollups
-from service.funnel.rollups import count, day_start, frozen_through, shape
+from service.funnel.rollups import (
+    SERIES,
+    count,
+    day_start,
+    days_of,
+    frozen_through,
+    month_of,
+    next_month,
+    shape,
+)
 
 CLOSE_AFTER = timedelta(minutes=10)
 # Days counted per transaction: each is a dozen short queries on one day's readers.
@@ -71,11 +91,43 @@ async def take_notes(session: AsyncSession, now: datetime,
 
 
 async def forget_day(session: AsyncSession, regimen: str, day: date) -> None:
-    """A day's kept figures go: it is counted from the raw rows until counted again."""
+    """A day's kept figures go, and its month's sums: it is counted from the raw rows until
+    counted again."""
     await session.execute(delete(DailyFigure).where(DailyFigure.regimen == regimen,
                                                     DailyFigure.day == day))
     await session.execute(delete(FigureDay).where(FigureDay.regimen == regimen,
                                                   FigureDay.day == day))
+    for table in (MonthlyFigure, FigureMonth):
+        await session.execute(delete(table).where(table.regimen == regimen,
+                                                  table.month == month_of(day)))
+
+
+async def sum_months(session: AsyncSession, key: str) -> int:
+    """Sum the figures shown only for a whole period over each month of the regimen whose days
+    are all kept whole and that is not summed yet; return how many months."""
+    whole = {day for day, until in await session.execute(
+        select(FigureDay.day, FigureDay.through).where(FigureDay.regimen == key))
+        if until >= day_start(day + timedelta(days=1))}
+    summed = set(await session.scalars(select(FigureMonth.month)
+                                       .where(FigureMonth.regimen == key)))
+    months = [month for month in sorted({month_of(day) for day in whole} - summed)
+              if all(day in whole for day in days_of(month))]
+    for month in months:
+        rows = [{"regimen": key, "month": month, "figure": figure, "key": item, "value": value}
+                for figure, item, value in await session.execute(_month_sums(key, month))]
+        if rows:
+            await session.execute(insert(MonthlyFigure), rows)
+        session.add(FigureMonth(regimen=key, month=month))
+    await session.flush()
+    return len(months)
+
+
+def _month_sums(key: str, month: date) -> Select[str, str, int]:
+    """A month's sums, from its days' kept rows: the figures shown only for a whole period."""
+    return (select(DailyFigure.figure, DailyFigure.key, func.sum(DailyFigure.value))
+            .where(DailyFigure.regimen == key, DailyFigure.day >= month,
+                   DailyFigure.day < next_month(month), DailyFigure.figure.not_in(SERIES))
+            .group_by(DailyFigure.figure, DailyFigure.key))
 
 
 async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: datetime | None,
@@ -148,11 +200,14 @@ async def catch_up(session: AsyncSession, regimens: Sequence[Regimen], now: date
     done.notes = await take_notes(session, now, event_retention)
     served = {each.key: each for each in regimens}
     since = None if every_regimen else day_start(now.date() - timedelta(days=2))
-    todo = [(key, day) for key in await _keys(session, served, since)
+    keys = await _keys(session, served, since)
+    todo = [(key, day) for key in keys
             for day in await _days_to_count(session, key, served.get(key), now,
                                             event_retention)]
     for key, day in todo[:days]:
         await keep_day(session, key, served.get(key), day, now, scanner_window)
+    for key in keys:
+        await sum_months(session, key)
     done.counted, done.left = min(days, len(todo)), max(0, len(todo) - days)
     return done
 
@@ -208,7 +263,7 @@ async def forget_old_events(session: AsyncSession, now: datetime,
 
 async def forget_everything(session: AsyncSession) -> None:
     """Drop every kept figure and note (`rebuild` counts them all again)."""
-    for table in (DailyFigure, FigureDay, StaleFigureDay):
+    for table in (DailyFigure, FigureDay, MonthlyFigure, FigureMonth, StaleFigureDay):
         await session.execute(delete(table))
 
 
@@ -220,6 +275,8 @@ class Difference:
     key: str
     kept: int
     counted: int
+    # Whether it is a month's sum (`day` its first) that differs from its kept days'.
+    month: bool = False
 
 
 async def verify_some(session: AsyncSession, regimens: Sequence[Regimen],
@@ -240,6 +297,24 @@ async def verify_some(session: AsyncSession, regimens: Sequence[Regimen],
                 differences.append(Difference(key, day, figure, item,
                                               kept.get((figure, item), 0),
                                               counted[figure, item]))
+    return differences
+
+
+async def verify_months(session: AsyncSession) -> list[Difference]:
+    """Compare each summed month with the sum of its kept days (which `verify_some` compares
+    with the raw rows)."""
+    differences = []
+    for key, month in await session.execute(select(FigureMonth.regimen, FigureMonth.month)
+                                            .order_by(FigureMonth.regimen, FigureMonth.month)):
+        kept = {(figure, item): value for figure, item, value in await session.execute(
+            select(MonthlyFigure.figure, MonthlyFigure.key, MonthlyFigure.value)
+            .where(MonthlyFigure.regimen == key, MonthlyFigure.month == month))}
+        days = {(figure, item): int(value) for figure, item, value
+                in await session.execute(_month_sums(key, month))}
+        differences += [Difference(key, month, figure, item, kept.get((figure, item), 0),
+                                   days.get((figure, item), 0), month=True)
+                        for figure, item in sorted(set(kept) | set(days))
+                        if kept.get((figure, item), 0) != days.get((figure, item), 0)]
     return differences
 
 

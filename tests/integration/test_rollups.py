@@ -10,7 +10,7 @@ import asyncio
 import re
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +29,9 @@ from service.core.models import (
     Event,
     EventKind,
     FigureDay,
+    FigureMonth,
     MailKind,
+    MonthlyFigure,
     OutboxMessage,
     StaleFigureDay,
     Subscriber,
@@ -50,7 +52,8 @@ from tests.helpers import PROJECT_ROOT, a_signup
 CATALOG: Catalog = load_content(PROJECT_ROOT / "content")
 REGIMENS = list(CATALOG.regimens.values())
 KEYS = sorted(CATALOG.regimens)
-START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+# The first of a month: a history's first month can be kept whole, and summed.
+START = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 WINDOW = timedelta(seconds=60)
 READER = RequestOrigin("192.0.2.1", "test")
 SOURCES = ["https://blog.example.org/a", "https://blog.example.org/b", None]
@@ -67,7 +70,7 @@ ACTIONS = st.tuples(
     st.sampled_from(["signup", "signup", "confirm", "confirm", "open-confirm", "open-regimen",
                      "click", "click", "mark", "mark", "undo", "unsubscribe", "stop-lessons",
                      "bounce", "complain", "erase", "lessons", "lesson-fails", "later",
-                     "later", "keep", "keep", "forget-unconfirmed"]),
+                     "later", "weeks-later", "keep", "keep", "forget-unconfirmed"]),
     st.sampled_from(ADDRESSES), st.sampled_from(KEYS), st.integers(0, 40))
 
 
@@ -75,7 +78,6 @@ ACTIONS = st.tuples(
 class World:
     db: Database
     now: datetime = START
-    checked: list[str] = field(default_factory=list)
 
     async def subscriber(self, email: str, key: str) -> Subscriber | None:
         async with self.db.transaction() as session:
@@ -86,6 +88,10 @@ class World:
         now = self.now
         if what == "later":
             self.now += timedelta(hours=1 + n * 3)  # up to five days at once
+            return
+        if what == "weeks-later":
+            # Past the end of a month or two, so that whole months are kept (and summed).
+            self.now += timedelta(days=15 + n)
             return
         if what == "keep":
             await upkeep.keep(self.db, REGIMENS, now, WINDOW, None)
@@ -186,7 +192,7 @@ async def empty(db: Database) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(history=st.lists(ACTIONS, min_size=5, max_size=45),
-       views=st.lists(st.tuples(st.sampled_from([None, *KEYS]), st.integers(1, 40)),
+       views=st.lists(st.tuples(st.sampled_from([None, *KEYS]), st.integers(1, 120)),
                       min_size=1, max_size=3))
 async def test_the_kept_figures_are_what_counting_the_raw_rows_gives(
     db: Database, history: list[tuple[str, str, str, int]],
@@ -209,6 +215,7 @@ async def test_the_kept_figures_are_what_counting_the_raw_rows_gives(
         assert await upkeep.verify_some(
             session, REGIMENS, await upkeep.days_to_verify(session, REGIMENS, world.now, None),
             WINDOW) == []
+        assert await upkeep.verify_months(session) == []
         assert not (await session.scalars(select(StaleFigureDay.id))).all()
 
 
@@ -246,6 +253,56 @@ async def test_what_a_reader_does_days_later_counts_on_their_signup_day(db: Data
     async with db.transaction() as session:
         assert (await rollups.read(session, REGIMENS, key, world.now - timedelta(days=6),
                                    world.now, WINDOW))[key].total.total() == 0
+
+
+async def test_whole_months_are_read_from_their_sums(db: Database) -> None:
+    """Once every day of a month is kept whole, a view over it reads the month's sums (so a
+    tampered sum shows, and `verify_months` names it); a reader of that month who clicks
+    later lets the sums go until their day is counted again."""
+    world = World(db)  # 1 March
+    key = KEYS[0]
+    for n, email in enumerate(ADDRESSES):
+        await world.act("signup", email, key, n)
+        await world.act("confirm", email, key, 1)
+        await world.act("click", email, key, n)
+        world.now += timedelta(days=20)  # the readers of 1 and 21 March, and of 10 April
+    world.now += timedelta(days=45)  # 15 June
+    await upkeep.keep(db, REGIMENS, world.now, WINDOW, None)
+    march, april, may = date(2026, 3, 1), date(2026, 4, 1), date(2026, 5, 1)
+
+    async def summed() -> set[date]:
+        async with db.transaction() as session:
+            return set(await session.scalars(select(FigureMonth.month)
+                                              .where(FigureMonth.regimen == key)))
+
+    # Every day from the first signup on is kept; June is not over.
+    assert await summed() == {march, april, may}
+    await world.check(key, 100)
+    await world.check(None, 120)
+    slug = targets(key)[2]  # what the April reader clicked
+
+    async def clicks() -> int:
+        async with db.transaction() as session:
+            return (await rollups.read(session, REGIMENS, key, world.now - timedelta(days=99),
+                                       world.now, WINDOW))[key]["exercise_clicks", slug]
+
+    assert await clicks() == 1
+    async with db.transaction() as session:
+        await session.execute(update(MonthlyFigure).where(
+            MonthlyFigure.month == april, MonthlyFigure.figure == "exercise_clicks",
+            MonthlyFigure.key == slug).values(value=MonthlyFigure.value + 5))
+        assert [(each.day, each.figure, each.kept, each.counted, each.month)
+                for each in await upkeep.verify_months(session)] == [
+            (april, "exercise_clicks", 6, 1, True)]
+    assert await clicks() == 6  # read from the month's sum, not from its days
+    # The April reader clicks again in June: their day, and so April, is counted again.
+    await world.act("click", ADDRESSES[2], key, 2)
+    async with db.transaction() as session:
+        await upkeep.catch_up(session, REGIMENS, world.now + timedelta(minutes=1), WINDOW, None)
+        assert await upkeep.verify_months(session) == []
+    assert await summed() == {march, april, may}
+    assert await clicks() == 2
+    await world.check(key, 100)
 
 
 async def test_a_signup_writes_nothing_to_the_kept_figures(db: Database) -> None:
