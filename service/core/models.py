@@ -332,6 +332,8 @@ class DailyFigure(Base):
     names them): e.g. ("confirmed", ""), ("exercise_clicks", "gentle-back"). Counts only."""
 
     __tablename__ = "daily_figures"
+    # The daily series, read from the index alone (service.funnel.rollups, migration 0018).
+    __table_args__ = (Index("ix_daily_figures_series", "regimen", "figure", "day", "value"),)
 
     regimen: Mapped[str] = mapped_column(String(80), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)

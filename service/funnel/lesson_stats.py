@@ -111,6 +111,10 @@ async def count(session: AsyncSession, regimen: str, keys: list[str], since: dat
             select(lesson, LessonDelivery.outcome, func.count()).where(*settled)
             .group_by(lesson, LessonDelivery.outcome)):
         counts[f"lesson_{LessonOutcome(outcome).value}", key] = number
+    if not any(figure == "lesson_queued" for figure, _ in counts):
+        # Every other figure is of lessons sent: none to these readers (the usual case for
+        # today's, who signed up hours or minutes ago), so four queries spared (~20 ms).
+        return +counts
     await per_lesson("lesson_undelivered", select(lesson, func.count()).where(
         *queued, exists().where(
             OutboxMessage.subscriber_id == LessonDelivery.subscriber_id,

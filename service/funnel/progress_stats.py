@@ -230,6 +230,9 @@ async def count(session: AsyncSession, regimen: Regimen, since: datetime,
     `_readers`). Units and programs as the regimen is served now (service.funnel.rollups
     counts a day again after the regimen's shape changed)."""
     done = await _steps(session, regimen, since, until)
+    if not done:
+        # No step marked by these readers, so none started: the pass over them is spared.
+        return Counter()
     befores = {key: unit_before(regimen, key) for key in regimen.programs}
     # The links asked about per unit measured from: any purchase link after Unit 1 (the key
     # None), each program's after the unit before it.
