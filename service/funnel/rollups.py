@@ -153,7 +153,7 @@ async def read(session: AsyncSession, regimens: Sequence[Regimen], regimen: str 
     rows."""
     await plan_for_few_rows(session)
     served = {each.key: each for each in regimens}
-    keys = [regimen] if regimen is not None else await _keys(session, served, since, now)
+    keys = [regimen] if regimen is not None else await keys_of(session, regimens, since, now)
     first = since.date()
     out: dict[str, Figures] = {}
     for key in keys:
@@ -251,10 +251,11 @@ def _outside(first: date, end: date, months: Sequence[date]) -> list[tuple[date,
     return spans
 
 
-async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: datetime,
-                now: datetime) -> list[str]:
-    """Every regimen with figures in the period: those served (in their order), then any
-    other with kept days, or with readers today."""
+async def keys_of(session: AsyncSession, regimens: Sequence[Regimen], since: datetime,
+                  now: datetime) -> list[str]:
+    """Every regimen with figures in the period: those served (`regimens`, in their order),
+    then any other with kept days, or with readers today."""
+    served = [each.key for each in regimens]
     kept = await session.scalars(select(FigureDay.regimen).where(FigureDay.day >= since.date())
                                  .distinct())
     today = await session.scalars(select(Subscriber.regimen)
