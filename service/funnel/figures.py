@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 Key = tuple[str, str]
 
@@ -20,6 +20,8 @@ Key = tuple[str, str]
 # every other figure is only ever shown for the whole period.
 DAILY = frozenset({"signups", "confirmed", "stopped_at_button", "regimen_opened", "clicked",
                    "all_exercise_clicks"})
+# The daily figures in a fixed order, as columns of a row a day.
+SERIES = sorted(DAILY)
 
 
 @dataclass
@@ -51,3 +53,8 @@ def as_date(value: object) -> date:
     """A day as read back from the database: a date on PostgreSQL, ISO text from SQLite's
     date() function."""
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def day_start(day: date) -> datetime:
+    """The first moment of `day`, UTC."""
+    return datetime.combine(day, time.min, tzinfo=UTC)

@@ -8,7 +8,8 @@ service.funnel.upkeep) and keeps the counts: `daily_figures`, one row per figure
 `figure_days`, which days are kept and up to when (`through`: the next midnight for a day that
 is over, a few minutes ago for today). A view then adds:
 
-- the kept days of the period, summed in SQL;
+- the kept days of the period, summed in SQL (the figures shown only for a whole period from
+  each whole month's sums, service.funnel.summed_months, and the other days' rows);
 - the readers no kept day holds (those who signed up since the worker last counted today, and
   those of any day not kept yet or kept for another shape of the regimen), counted from the
   raw rows as before there were rollups.
@@ -27,21 +28,15 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Executable, and_, case, func, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.content import Regimen
-from service.core.models import (
-    DailyFigure,
-    FigureDay,
-    FigureMonth,
-    MonthlyFigure,
-    Subscriber,
-)
-from service.funnel import lesson_stats, progress_stats, stats
-from service.funnel.figures import DAILY, Figures, Key, as_date
+from service.core.models import DailyFigure, FigureDay, MonthlyFigure, Subscriber
+from service.funnel import lesson_stats, progress_stats, stats, summed_months
+from service.funnel.figures import SERIES, Figures, Key, as_date, day_start
 
 
 def shape(regimen: Regimen | None) -> str:
@@ -55,11 +50,6 @@ def shape(regimen: Regimen | None) -> str:
     lessons = [each.key for each in regimen.lessons]
     text_ = json.dumps([units, sorted(regimen.programs), lessons], sort_keys=True)
     return hashlib.sha256(text_.encode()).hexdigest()[:16]
-
-
-def day_start(day: date) -> datetime:
-    """The first moment of `day`, UTC."""
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 async def plan_for_few_rows(session: AsyncSession) -> None:
@@ -160,7 +150,7 @@ async def read(session: AsyncSession, regimens: Sequence[Regimen], regimen: str 
         figures = Figures()
         through, not_counting = await kept_days(session, key, served.get(key), first, now,
                                                 event_retention)
-        months = await _months_to_read(session, key, first, through)
+        months = await summed_months.to_read(session, key, first, through)
         # Read on the connection: a year is thousands of plain rows, which the ORM's result
         # handling would take longer over than the database (measured: ~25 ms of 160).
         connection = await session.connection()
@@ -176,10 +166,6 @@ async def read(session: AsyncSession, regimens: Sequence[Regimen], regimen: str 
             figures.add(await count(session, key, served.get(key), start, end, scanner_window))
         out[key] = figures
     return out
-
-
-# The daily figures in a fixed order: one row a day, a column each.
-SERIES = sorted(DAILY)
 
 
 def _daily_series(key: str, first: date, not_counting: Sequence[date]) -> Executable:
@@ -198,7 +184,7 @@ def _period_sums(key: str, first: date, today: date, not_counting: Sequence[date
                  months: Sequence[date]) -> Executable:
     """Every other figure of the period, summed: over the `months` kept whole from their sums,
     over the other kept days from their rows."""
-    spans = _outside(first, today + timedelta(days=1), months)
+    spans = summed_months.outside(first, today + timedelta(days=1), months)
     days = (select(DailyFigure.figure, DailyFigure.key, func.sum(DailyFigure.value))
             .where(DailyFigure.regimen == key, DailyFigure.figure.not_in(SERIES),
                    or_(*(and_(DailyFigure.day >= start, DailyFigure.day < end)
@@ -211,44 +197,6 @@ def _period_sums(key: str, first: date, today: date, not_counting: Sequence[date
               .where(MonthlyFigure.regimen == key, MonthlyFigure.month.in_(months))
               .group_by(MonthlyFigure.figure, MonthlyFigure.key))
     return union_all(days, summed)
-
-
-def month_of(day: date) -> date:
-    """The first day of `day`'s month."""
-    return day.replace(day=1)
-
-
-def next_month(month: date) -> date:
-    return month_of(month + timedelta(days=32))
-
-
-def days_of(month: date) -> list[date]:
-    return [month + timedelta(days=n) for n in range((next_month(month) - month).days)]
-
-
-async def _months_to_read(session: AsyncSession, key: str, first: date,
-                          counting: Mapping[date, datetime]) -> list[date]:
-    """The months within the period from `first` on that are summed and whose days all count
-    (`kept_days`): a month's sums are those of its kept days (service.funnel.upkeep), but a
-    day kept for another shape of the regimen does not count, nor then does its month."""
-    summed = await session.scalars(select(FigureMonth.month).where(
-        FigureMonth.regimen == key, FigureMonth.month >= first))
-    return sorted(month for month in summed
-                  if all(day in counting for day in days_of(month)))
-
-
-def _outside(first: date, end: date, months: Sequence[date]) -> list[tuple[date, date]]:
-    """The spans of days from `first` to `end` (exclusive) outside `months` (sorted), as
-    [start, end) spans."""
-    spans: list[tuple[date, date]] = []
-    start = first
-    for month in months:
-        if month > start:
-            spans.append((start, month))
-        start = max(start, next_month(month))
-    if start < end:
-        spans.append((start, end))
-    return spans
 
 
 async def keys_of(session: AsyncSession, regimens: Sequence[Regimen], since: datetime,

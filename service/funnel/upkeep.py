@@ -8,9 +8,8 @@
   are deleted in the transaction that lets their days go; a note written meanwhile stays for
   the next pass, so no change is ever missed.
 - A regimen whose shape changed (service.funnel.rollups.shape) has its days counted again.
-- A month whose days are all kept whole has the figures shown only for a whole period summed
-  (`monthly_figures`), from its days' rows; counting one of its days again lets the sums go,
-  and they are made again once the day is kept.
+- A month whose days are all kept whole is summed (service.funnel.summed_months); counting one
+  of its days again lets its sums go, and they are made again once the day is kept.
 - Raw events older than `REGIMEN_EVENT_RETENTION` are deleted in small batches, once every
   day is counted. A day whose readers' events may be gone keeps its last count: notes
   about it are dropped, since counting it again from what is left would lose what was deleted.
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Select, delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.content import Regimen
@@ -40,17 +39,9 @@ from service.core.models import (
     StaleFigureDay,
     Subscriber,
 )
-from service.funnel import rollups
-from service.funnel.rollups import (
-    SERIES,
-    count,
-    day_start,
-    days_of,
-    frozen_through,
-    month_of,
-    next_month,
-    shape,
-)
+from service.funnel import rollups, summed_months
+from service.funnel.figures import day_start
+from service.funnel.rollups import count, frozen_through, shape
 
 CLOSE_AFTER = timedelta(minutes=10)
 # Days counted per transaction: each is a dozen short queries on one day's readers.
@@ -97,37 +88,7 @@ async def forget_day(session: AsyncSession, regimen: str, day: date) -> None:
                                                     DailyFigure.day == day))
     await session.execute(delete(FigureDay).where(FigureDay.regimen == regimen,
                                                   FigureDay.day == day))
-    for table in (MonthlyFigure, FigureMonth):
-        await session.execute(delete(table).where(table.regimen == regimen,
-                                                  table.month == month_of(day)))
-
-
-async def sum_months(session: AsyncSession, key: str) -> int:
-    """Sum the figures shown only for a whole period over each month of the regimen whose days
-    are all kept whole and that is not summed yet; return how many months."""
-    whole = {day for day, until in await session.execute(
-        select(FigureDay.day, FigureDay.through).where(FigureDay.regimen == key))
-        if until >= day_start(day + timedelta(days=1))}
-    summed = set(await session.scalars(select(FigureMonth.month)
-                                       .where(FigureMonth.regimen == key)))
-    months = [month for month in sorted({month_of(day) for day in whole} - summed)
-              if all(day in whole for day in days_of(month))]
-    for month in months:
-        rows = [{"regimen": key, "month": month, "figure": figure, "key": item, "value": value}
-                for figure, item, value in await session.execute(_month_sums(key, month))]
-        if rows:
-            await session.execute(insert(MonthlyFigure), rows)
-        session.add(FigureMonth(regimen=key, month=month))
-    await session.flush()
-    return len(months)
-
-
-def _month_sums(key: str, month: date) -> Select[str, str, int]:
-    """A month's sums, from its days' kept rows: the figures shown only for a whole period."""
-    return (select(DailyFigure.figure, DailyFigure.key, func.sum(DailyFigure.value))
-            .where(DailyFigure.regimen == key, DailyFigure.day >= month,
-                   DailyFigure.day < next_month(month), DailyFigure.figure.not_in(SERIES))
-            .group_by(DailyFigure.figure, DailyFigure.key))
+    await summed_months.forget(session, regimen, day)
 
 
 async def _keys(session: AsyncSession, served: Mapping[str, Regimen], since: datetime | None,
@@ -207,7 +168,7 @@ async def catch_up(session: AsyncSession, regimens: Sequence[Regimen], now: date
     for key, day in todo[:days]:
         await keep_day(session, key, served.get(key), day, now, scanner_window)
     for key in keys:
-        await sum_months(session, key)
+        await summed_months.sum_whole(session, key)
     done.counted, done.left = min(days, len(todo)), max(0, len(todo) - days)
     return done
 
@@ -310,7 +271,7 @@ async def verify_months(session: AsyncSession) -> list[Difference]:
             select(MonthlyFigure.figure, MonthlyFigure.key, MonthlyFigure.value)
             .where(MonthlyFigure.regimen == key, MonthlyFigure.month == month))}
         days = {(figure, item): int(value) for figure, item, value
-                in await session.execute(_month_sums(key, month))}
+                in await session.execute(summed_months.sums(key, month))}
         differences += [Difference(key, month, figure, item, kept.get((figure, item), 0),
                                    days.get((figure, item), 0), month=True)
                         for figure, item in sorted(set(kept) | set(days))
