@@ -378,13 +378,18 @@ DROP TABLE settled, lessoned, lesson;
 """
 
 
+async def _connect(url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection to the database of `url` (SQLAlchemy's form)."""
+    target = make_url(url)
+    return await asyncpg.connect(host=target.host, port=target.port or 5432,
+                                 user=target.username, database=target.database)
+
+
 async def seed(url: str, subscribers: int, events: int,
                reseed: bool) -> tuple[dict[str, int], float | None]:
     """Seed unless the database holds readers already (or `reseed`); return the rows' counts
     and how long seeding took (None when the rows were there)."""
-    target = make_url(url)
-    conn = await asyncpg.connect(host=target.host, port=target.port or 5432,
-                                 user=target.username, database=target.database)
+    conn = await _connect(url)
     seconds: float | None = None
     try:
         held = await conn.fetchval("SELECT count(*) FROM subscribers")
@@ -495,13 +500,11 @@ DROP TABLE live;
 
 async def add_live_readers(url: str) -> int:
     """The readers of the last ten minutes (LIVE); return how many."""
-    target = make_url(url)
-    conn = await asyncpg.connect(host=target.host, port=target.port or 5432,
-                                 user=target.username, database=target.database)
+    conn = await _connect(url)
     try:
         seeded = await conn.fetchval(
             "SELECT count(*) FROM subscribers WHERE email NOT LIKE '%@live.example.org'")
-        live = max(1, round(seeded / 365 / 144))
+        live = max(1, round(int(seeded) / 365 / 144))
         async with conn.transaction():
             await conn.execute(LIVE.format(live=live, sacro=REGIMENS["sacro-iliac"][0],
                                            neck=REGIMENS["neck-and-shoulders"][0]))

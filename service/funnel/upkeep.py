@@ -40,7 +40,7 @@ from service.core.models import (
     Subscriber,
 )
 from service.funnel import rollups, summed_months
-from service.funnel.figures import day_start
+from service.funnel.figures import Key, day_start
 from service.funnel.rollups import count, frozen_through, shape
 
 CLOSE_AFTER = timedelta(minutes=10)
@@ -253,12 +253,17 @@ async def verify_some(session: AsyncSession, regimens: Sequence[Regimen],
         kept = {(figure, item): value for figure, item, value in await session.execute(
             select(DailyFigure.figure, DailyFigure.key, DailyFigure.value)
             .where(DailyFigure.regimen == key, DailyFigure.day == day))}
-        for figure, item in sorted(set(kept) | {k for k, v in counted.items() if v}):
-            if kept.get((figure, item), 0) != counted[figure, item]:
-                differences.append(Difference(key, day, figure, item,
-                                              kept.get((figure, item), 0),
-                                              counted[figure, item]))
+        differences += _differences(key, day, kept, counted)
     return differences
+
+
+def _differences(regimen: str, day: date, kept: Mapping[Key, int], counted: Mapping[Key, int],
+                 month: bool = False) -> list[Difference]:
+    """Each figure whose kept value is not the one counted (a figure missing counts 0)."""
+    return [Difference(regimen, day, figure, item, kept.get((figure, item), 0),
+                       counted.get((figure, item), 0), month)
+            for figure, item in sorted(set(kept) | set(counted))
+            if kept.get((figure, item), 0) != counted.get((figure, item), 0)]
 
 
 async def verify_months(session: AsyncSession) -> list[Difference]:
@@ -272,10 +277,7 @@ async def verify_months(session: AsyncSession) -> list[Difference]:
             .where(MonthlyFigure.regimen == key, MonthlyFigure.month == month))}
         days = {(figure, item): int(value) for figure, item, value
                 in await session.execute(summed_months.sums(key, month))}
-        differences += [Difference(key, month, figure, item, kept.get((figure, item), 0),
-                                   days.get((figure, item), 0), month=True)
-                        for figure, item in sorted(set(kept) | set(days))
-                        if kept.get((figure, item), 0) != days.get((figure, item), 0)]
+        differences += _differences(key, month, kept, days, month=True)
     return differences
 
 
