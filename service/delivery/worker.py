@@ -71,10 +71,11 @@ class Pace:
 
     @property
     def claim_batch(self) -> int:
-        """How many mails one pass claims. Each pass costs two transactions (claim, settle), a
-        few round trips each, during which nothing is sent: with 5 a connection the worker sent
-        0.55-0.61 of raw aiosmtplib's rate on PostgreSQL (bench/mail.py), with 15 1.04-1.09.
-        A worker killed mid-pass has this many mails sent again by the next."""
+        """How many mails one batch claims. Each batch costs two transactions (claim, settle),
+        a few round trips each; while one was settled and the next claimed, nothing was sent:
+        with 5 a connection the worker sent 0.55-0.61 of raw aiosmtplib's rate on PostgreSQL
+        (bench/mail.py), with 15 1.04-1.09 (the next batch is now claimed while one is sent).
+        A worker killed mid-batch has this many mails sent again by the next."""
         return self.concurrency * 15
 
 
@@ -129,8 +130,7 @@ class Worker:
             # Cleared before looking, so a signup committed while we send is not missed.
             queued.clear()
             try:
-                while await self.deliver_due() and not self.stop.is_set():
-                    pass
+                await self.deliver_due()
             except Exception:
                 failures.failed()
             else:
@@ -189,11 +189,34 @@ class Worker:
         return forgotten
 
     async def deliver_due(self) -> int:
-        """Claim one batch, send it, and settle it; return how many were claimed.
+        """Send what is due, a batch at a time, until nothing is left; return how many mails
+        were claimed.
 
-        Two transactions a batch, not a few a mail: with SQLite's single writer, per-mail
-        bookkeeping would cost more than the sending.
+        Two transactions a batch (claim, settle), not a few a mail: with SQLite's single
+        writer, per-mail bookkeeping would cost more than the sending. The next batch is
+        claimed while one is being sent, so the connections do not stand idle meanwhile: when
+        thousands of lessons come due, the claim waits behind the transactions that settle
+        them (SQLite has one writer), and lessons went out at 0.8 of the confirmations' rate
+        (bench/mail.py). A stopping worker gives back the batch claimed ahead, untried.
         """
+        claimed = 0
+        batch = await self._claim()
+        while batch.messages:
+            claimed += len(batch.messages)
+            if self.stop.is_set():
+                await self._settle([Outcome(message, Result.RELEASED)
+                                    for message in batch.messages])
+                break
+            ahead = asyncio.create_task(self._claim())
+            try:
+                await self._settle(await self._send(batch))
+            except BaseException:
+                await self._give_back(ahead)
+                raise
+            batch = await ahead
+        return claimed
+
+    async def _claim(self) -> Claimed:
         async with self.db.transaction() as session:
             messages = await outbox.claim_due(session, self.clock(),
                                               limit=self.pace.claim_batch,
@@ -201,31 +224,56 @@ class Worker:
             ids = {message.subscriber_id for message in messages}
             readers = {reader.id: reader for reader in await session.scalars(
                 select(Subscriber).where(Subscriber.id.in_(ids)))} if ids else {}
-            # A lesson speaks of the reader's progress as it is now, at sending.
+            # A lesson speaks of the reader's progress as it is now, at sending (a batch
+            # earlier at most).
             learners = {message.subscriber_id for message in messages
                         if message.kind is MailKind.LESSON}
             done_steps = await progress.done_by_subscriber(session, learners)
-        # Sends start in queue order, at most `concurrency` at a time.
+        return Claimed(messages, readers, done_steps)
+
+    async def _send(self, batch: Claimed) -> list[Outcome]:
+        """Send a batch, in queue order, at most `concurrency` at a time."""
         outcomes: list[Outcome] = []
         in_flight: set[asyncio.Task[Outcome]] = set()
-        for message in messages:
+        for message in batch.messages:
             if len(in_flight) >= self.pace.concurrency:
                 done, in_flight = await asyncio.wait(in_flight,
                                                      return_when=asyncio.FIRST_COMPLETED)
                 outcomes += [task.result() for task in done]
-            in_flight.add(asyncio.create_task(self._attempt(message, readers, done_steps)))
+            in_flight.add(asyncio.create_task(self._attempt(message, batch)))
         outcomes += await asyncio.gather(*in_flight)
+        return outcomes
+
+    async def _settle(self, outcomes: list[Outcome]) -> None:
         if outcomes:
             async with self.db.transaction() as session:
                 await settle(session, outcomes, self.clock(), self.pace.retry_for)
-        return len(messages)
 
-    async def _attempt(self, message: OutboxMessage, readers: dict[int, Subscriber],
-                       done: dict[int, frozenset[str]]) -> Outcome:
+    async def _give_back(self, ahead: asyncio.Task[Claimed]) -> None:
+        """Release a batch claimed ahead that will not be sent, as the pass fails or is
+        cancelled. If that fails too, its lease runs out and another worker takes the mail."""
+        try:
+            batch = await ahead
+            await self._settle([Outcome(message, Result.RELEASED)
+                                for message in batch.messages])
+        except Exception:
+            log.debug("could not give back mail claimed ahead", exc_info=True)
+
+    async def _attempt(self, message: OutboxMessage, batch: Claimed) -> Outcome:
         if self.stop.is_set():
             return Outcome(message, Result.RELEASED)
-        return await attempt(message, readers.get(message.subscriber_id), self.mailer,
-                             self.transport, done.get(message.subscriber_id, frozenset()))
+        return await attempt(message, batch.readers.get(message.subscriber_id), self.mailer,
+                             self.transport, batch.done.get(message.subscriber_id, frozenset()))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A batch of mail leased to this worker, with what sending it needs to know."""
+
+    messages: list[OutboxMessage]
+    readers: dict[int, Subscriber]
+    # The steps each lesson's reader marked done.
+    done: dict[int, frozenset[str]]
 
 
 class Failures:

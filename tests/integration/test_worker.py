@@ -14,6 +14,7 @@ from service.core.database import Database
 from service.core.models import MailKind, OutboxMessage, OutboxStatus, Subscriber, SubscriberStatus
 from service.core.outbox import claim_due
 from service.core.settings import Settings
+from service.delivery.outgoing import Outgoing, Transport
 from service.delivery.worker import Pace, Worker
 from service.readers import signup
 from service.readers.tokens import Claims
@@ -135,6 +136,42 @@ async def test_a_stopping_worker_gives_back_what_it_has_not_tried(
     # Another worker takes them straight away, with no lease to wait out.
     async with runtime.db.transaction() as session:
         assert len(await claim_due(session, clock(), limit=10, lease=worker.pace.lease)) == 3
+
+
+class StopAfterFirstSend:
+    """The runtime's transport, stopping the worker as its first mail is accepted."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.worker: Worker | None = None
+
+    async def send(self, outgoing: Outgoing) -> None:
+        await self.inner.send(outgoing)
+        assert self.worker is not None
+        self.worker.stop.set()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def delivers_utf8_local_parts(self) -> bool:
+        return await self.inner.delivers_utf8_local_parts()
+
+
+async def test_a_stopping_worker_gives_back_the_batch_it_claimed_ahead(
+    runtime: Runtime, clock: Clock, smtp: MailSink,
+) -> None:
+    transport = StopAfterFirstSend(runtime.transport)
+    pace = replace(Pace.from_settings(runtime.settings), concurrency=1)
+    worker = Worker(runtime.db, runtime.mailer, transport, pace, clock=clock)
+    transport.worker = worker
+    await sign_up(runtime.db, *(f"r{i:02}@example.org" for i in range(40)))
+    # The batch being sent when the worker was told to stop, and the next, claimed meanwhile.
+    assert await worker.deliver_due() == 2 * pace.claim_batch
+    assert len(await smtp.wait_for(1)) == 1
+    rows = await outbox_rows(runtime.db)
+    assert [row.status for row in rows] == [OutboxStatus.SENT] + [OutboxStatus.QUEUED] * 39
+    assert all((row.attempts, row.locked_until) == (0, None) for row in rows[1:])
+    await runtime.transport.close()
 
 
 @pytest.mark.usefixtures("smtp")
