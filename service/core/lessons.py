@@ -95,7 +95,7 @@ class Lesson(BaseModel):
                              f"in body; known: {', '.join('{' + n + '}' for n in VARIABLES)}")
         return self
 
-    @property
+    @functools.cached_property
     def delay(self) -> timedelta:
         return timedelta(days=self.after)
 

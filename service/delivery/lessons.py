@@ -96,22 +96,25 @@ class ReaderState:
 def plan(regimen: Regimen, reader: ReaderState, first_seen: dict[str, datetime],
          now: datetime) -> Plan:
     """The rules of the module's docstring for one subscription (pure: no database)."""
-    def due(lesson: Lesson) -> datetime:
-        return reader.confirmed_at + lesson.delay
-
-    waiting = sorted((lesson for lesson in regimen.lessons
-                      if lesson.key not in reader.settled
-                      and due(lesson) >= first_seen.get(lesson.key, EPOCH)),
-                     key=due)
+    # Each waiting lesson with when it is due, soonest first.
+    waiting = sorted(((reader.confirmed_at + lesson.delay, lesson) for lesson in regimen.lessons
+                      if lesson.key not in reader.settled),
+                     key=lambda pair: pair[0])
+    waiting = [(due, lesson) for due, lesson in waiting
+               if due >= first_seen.get(lesson.key, EPOCH)]
     result = Plan()
-    standing_now = standing(regimen, reader.done)
-    for lesson in [lesson for lesson in waiting if due(lesson) <= now]:
+    standing_now = None
+    for due, lesson in waiting:
+        if due > now:
+            break
+        if standing_now is None:
+            standing_now = standing(regimen, reader.done)
         reason = _skip_reason(lesson, standing_now, reader)
         if reason is not None:
             result.skipped.append((lesson, reason))
             continue
         # The reader's hour on the latest day it has passed.
-        hour = due(lesson) + DAY * ((now - due(lesson)) // DAY)
+        hour = due + DAY * ((now - due) // DAY)
         if now - hour <= LATE:
             result.send = lesson
         else:
@@ -120,7 +123,7 @@ def plan(regimen: Regimen, reader: ReaderState, first_seen: dict[str, datetime],
     settled_now = {lesson.key for lesson, _ in result.skipped}
     if result.send is not None:
         settled_now.add(result.send.key)
-    later = [due(lesson) for lesson in waiting if lesson.key not in settled_now]
+    later = [due for due, lesson in waiting if lesson.key not in settled_now]
     if result.next_at is None and later:
         result.next_at = max(min(later), now + DAY) if result.send is not None else min(later)
     return result
