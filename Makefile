@@ -33,8 +33,8 @@ pytest: $(STAMP)
 # on SQLite and on the local PostgreSQL, into bench/results.json and one table (~10 minutes).
 REGIMEN_BENCH_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_bench
 bench: $(STAMP)
-	$(BIN)/python bench/mail.py
-	$(BIN)/python bench/mail.py --database-url $(REGIMEN_BENCH_DATABASE_URL)
+	$(BIN)/python bench/mail.py --mails 5000 --lessons 100000
+	$(BIN)/python bench/mail.py --mails 5000 --lessons 100000 --database-url $(REGIMEN_BENCH_DATABASE_URL)
 	$(BIN)/python bench/signup.py
 	$(BIN)/python bench/signup.py --database-url $(REGIMEN_BENCH_DATABASE_URL)
 	$(BIN)/python bench/memory.py

@@ -25,6 +25,12 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             table.append((f"mail worker, mails/s ({backend})", f"{mail['worker_per_s']}",
                           f"{mail['raw_per_s']} raw aiosmtplib", f"{mail['ratio']:.2f}",
                           ">= 0.75"))
+        if lessons := results.get(f"lessons_{backend}"):
+            table.append((f"{lessons['lessons']:,} lessons due at once, mails/s ({backend})",
+                          f"{lessons['lessons_per_s']}",
+                          f"{lessons['raw_lessons_per_s']} raw aiosmtplib (lesson mails)",
+                          f"{lessons['lessons_ratio']:.2f}",
+                          f"confirmations' ratio ({lessons['ratio']:.2f})"))
         if signup := results.get(f"signup_{backend}"):
             service, base = signup["service"], signup["baseline"]
             table.append((f"POST /subscribe, req/s ({backend})",
