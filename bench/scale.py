@@ -15,8 +15,8 @@ database of their own (~27 GB, from 546 MB at 200,000 readers):
 
 Seeds in SQL (generate_series) unless the database already holds the rows (`--reseed` to start
 again). Seeding took 9 s for 50,000 readers, 41 s for 200,000 and 243 s for a million on the
-shared 2-core VM (2026-12-01); ten million, not measured: 40 minutes or more, as its indexes
-outgrow the memory PostgreSQL keeps.
+shared 2-core VM (2026-12-01); ten million 3,034 s on a faster one (2026-12-07), as its
+updates rewrite pages that PostgreSQL's 128 MB of shared buffers cannot hold.
 
 Then, on a seeded or a reused database alike, the readers of the last ten minutes are made
 anew (`LIVE`: at the seeded pace, 19 at a million; uncounted by any pass, as in production) and
@@ -24,7 +24,7 @@ the kept figures are counted again from nothing
 (`upkeep.rebuild` at the current time, as `regimen migrate` does after migration 0016 and
 `regimen stats --rebuild`): `rebuild_seconds`, `rebuild_days` (regimen-days counted: 730 for
 two regimens' year, 732 with today), `kept_rows`. 21 s at 50,000 readers, 43 s at 200,000,
-75 to 183 s at a million over five runs (ten million, extrapolated: 15 to 30 minutes). Then,
+75 to 183 s at a million over five runs, 346 s at ten million (2026-12-07). Then,
 for 7, 30, 90 and 365 days, for every regimen together and for each one (`?regimen=KEY`,
 `regimen stats --regimen KEY`), each `--runs` times after one warm-up (median, min, max):
 
