@@ -106,7 +106,7 @@ class Tokens:
         # every payload, which never wins on a random id and an int, and cost half of
         # signing a lesson mail's four links.
         payload = base64_encode(json.dumps([claims.public_id, claims.version],
-                                           separators=(",", ":")).encode())
+                                           ensure_ascii=False, separators=(",", ":")).encode())
         return {name: self._signers[purpose].sign(payload).decode()
                 for name, purpose in purposes.items()}
 
