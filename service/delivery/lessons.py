@@ -40,7 +40,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core import outbox, stale_figures
-from service.core.bulk import insert_rows, on_postgresql
+from service.core.bulk import among, insert_rows, on_postgresql
 from service.core.content import Catalog, Regimen
 from service.core.lessons import Lesson
 from service.core.models import (
@@ -233,11 +233,13 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
     if not due:
         return 0
     ids = [each.id for each in due]
+    sync = session.sync_session
     settled = await _values_by_subscriber(session, LessonDelivery.lesson,
-                                          LessonDelivery.subscriber_id.in_(ids))
-    done = await _values_by_subscriber(session, Progress.step, Progress.subscriber_id.in_(ids))
+                                          among(sync, LessonDelivery.subscriber_id, ids))
+    done = await _values_by_subscriber(session, Progress.step,
+                                       among(sync, Progress.subscriber_id, ids))
     clicks = await _values_by_subscriber(
-        session, Event.exercise, Event.subscriber_id.in_(ids),
+        session, Event.exercise, among(sync, Event.subscriber_id, ids),
         Event.kind.in_(CLICK_KINDS))
     first_seen: dict[str, dict[str, datetime]] = {}
     for regimen_key, lesson_key, at in await session.execute(
@@ -273,7 +275,7 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
         look_again.setdefault(result.next_at, []).append(each.id)
     # Readers due together mostly look again together: one statement per time, not per reader.
     for when, subscriber_ids in look_again.items():
-        await session.execute(update(Subscriber).where(Subscriber.id.in_(subscriber_ids))
+        await session.execute(update(Subscriber).where(among(sync, Subscriber.id, subscriber_ids))
                               .values(next_lesson_at=when)
                               .execution_options(synchronize_session=False))
     if deliveries:
@@ -288,7 +290,7 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
                  for subscriber_id, lesson in inserted if (subscriber_id, lesson) in to_send]
         await session.run_sync(outbox.queue_rows, mails)
         await stale_figures.note_readers(
-            session, Subscriber.id.in_({each["subscriber_id"] for each in deliveries}))
+            session, among(sync, Subscriber.id, {each["subscriber_id"] for each in deliveries}))
     return len(due)
 
 
