@@ -194,18 +194,16 @@ class Worker:
 
         Two transactions a batch (claim, settle), not a few a mail: with SQLite's single
         writer, per-mail bookkeeping would cost more than the sending. The next batch is
-        claimed while one is being sent, so the connections do not stand idle meanwhile: when
-        thousands of lessons come due, the claim waits behind the transactions that settle
-        them (SQLite has one writer), and lessons went out at 0.8 of the confirmations' rate
-        (bench/mail.py). A stopping worker gives back the batch claimed ahead, untried.
+        claimed while one is being sent, so the connections do not stand idle meanwhile (when
+        thousands of lessons come due, a claim on SQLite waits behind the transactions that
+        settle them). A stopping worker gives back the batch claimed ahead, untried.
         """
         claimed = 0
         batch = await self._claim()
         while batch.messages:
             claimed += len(batch.messages)
             if self.stop.is_set():
-                await self._settle([Outcome(message, Result.RELEASED)
-                                    for message in batch.messages])
+                await self._release(batch)
                 break
             ahead = asyncio.create_task(self._claim())
             try:
@@ -249,13 +247,15 @@ class Worker:
             async with self.db.transaction() as session:
                 await settle(session, outcomes, self.clock(), self.pace.retry_for)
 
+    async def _release(self, batch: Claimed) -> None:
+        """Give a claimed batch back untried: another worker may take it at once."""
+        await self._settle([Outcome(message, Result.RELEASED) for message in batch.messages])
+
     async def _give_back(self, ahead: asyncio.Task[Claimed]) -> None:
         """Release a batch claimed ahead that will not be sent, as the pass fails or is
         cancelled. If that fails too, its lease runs out and another worker takes the mail."""
         try:
-            batch = await ahead
-            await self._settle([Outcome(message, Result.RELEASED)
-                                for message in batch.messages])
+            await self._release(await ahead)
         except Exception:
             log.debug("could not give back mail claimed ahead", exc_info=True)
 
