@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.content import Regimen
@@ -255,3 +255,32 @@ async def lessons_of(session: AsyncSession, regimens: list[Regimen], since: date
     figures = await rollups.read(session, regimens, None, since, _until(since, now),
                                  scanner_window)
     return lesson_stats.lessons(regimens, figures)
+
+
+@asynccontextmanager
+async def plans_kept_from_the_first_run(session: AsyncSession) -> AsyncIterator[list[str]]:
+    """On PostgreSQL, the plans the transaction's statements run with (auto_explain), made as
+    a prepared statement's generic plan is: once, at its first run, and kept after (until
+    `DISCARD PLANS`). A plan made when a table was small, without statistics (a new table, or
+    autovacuum off), can be one that reads all of it later. On SQLite, no plans: it keeps
+    none of the kind."""
+    plans: list[str] = []
+    if session.get_bind().dialect.name != "postgresql":
+        yield plans
+        return
+    raw = (await (await session.connection()).get_raw_connection()).driver_connection
+    assert raw is not None
+
+    def note(_connection: object, message: Any) -> None:
+        plans.append(message.message)
+
+    raw.add_log_listener(note)
+    for setting in ("LOAD 'auto_explain'", "SET LOCAL auto_explain.log_min_duration = 0",
+                    "SET LOCAL auto_explain.log_level = notice",
+                    "SET LOCAL plan_cache_mode = force_generic_plan"):
+        await session.execute(text(setting))
+    try:
+        yield plans
+        await session.execute(text("SELECT 1"))  # the last plan has arrived
+    finally:
+        raw.remove_log_listener(note)

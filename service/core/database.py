@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Result, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -215,3 +215,19 @@ def is_unavailable(exc: BaseException) -> bool:
 def rowcount(result: Result[Any]) -> int:
     """How many rows a bulk UPDATE or DELETE touched (they return a cursor result)."""
     return cast(CursorResult[Any], result).rowcount
+
+
+@asynccontextmanager
+async def planned_with(session: AsyncSession, setting: str, value: str) -> AsyncIterator[None]:
+    """On PostgreSQL, a planner setting for the statements run inside only (SQLite has none).
+
+    For the worker's statements that run on every batch against tables that grow by the batch:
+    a statement is prepared once per connection, PostgreSQL may keep the plan it made at the
+    first runs, and a table never analyzed (new, or on a server with autovacuum off) gives it
+    no idea of how many rows match."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        await session.execute(text(f"SET LOCAL {setting} = {value}"))
+    yield
+    if postgresql:
+        await session.execute(text(f"SET LOCAL {setting} TO DEFAULT"))
