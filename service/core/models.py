@@ -196,9 +196,9 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "next_attempt_at"),
-        # Claims take the oldest queued first (outbox.claim_due), in id order (migration 0017).
-        Index("ix_outbox_queued_oldest", "status", "id"),
+        # Claims take the mail due longest first (outbox.claim_due): read in this index's
+        # order, a claim stops after its few (migration 0019).
+        Index("ix_outbox_due", "status", "next_attempt_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

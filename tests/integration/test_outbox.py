@@ -9,10 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
+from service.core import outbox
+from service.core.bulk import insert_rows
 from service.core.database import Database
-from service.core.models import MailKind, OutboxMessage, OutboxStatus, Subscriber
+from service.core.models import (
+    MailKind,
+    OutboxMessage,
+    OutboxStatus,
+    Reader,
+    Subscriber,
+    SubscriberStatus,
+    table_of,
+)
 from service.core.notifications import keep_listening
 from service.core.outbox import (
     FIRST_RETRY,
@@ -20,6 +31,7 @@ from service.core.outbox import (
     MAIL_QUEUED,
     claim_due,
     mail_queued,
+    pick_due,
     queue_mail,
     retry_delay,
 )
@@ -28,7 +40,7 @@ from service.readers import signup
 from service.readers.signup import RequestOrigin
 from service.readers.tokens import Claims
 from service.runtime import Runtime
-from tests.helpers import MailSink, a_signup
+from tests.helpers import MailSink, a_signup, plans_kept_from_the_first_run
 
 LEASE = timedelta(minutes=5)
 
@@ -239,3 +251,64 @@ def test_retries_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
         assert len(set(delays)) > 100
     assert min(retry_delay(4) for _ in range(200)) > max(retry_delay(1) for _ in range(200))
     assert max(retry_delay(40) for _ in range(200)) <= LONGEST_RETRY
+
+
+async def test_a_claim_takes_the_mail_due_longest_first(db: Database) -> None:
+    await sign_up(db, "first@example.org", "second@example.org", "third@example.org")
+    now = datetime.now(UTC)
+    first, second, third = [row.id for row in await outbox_rows(db)]
+    # The first is a retry due a minute ago; the other two have waited longer.
+    for message_id, waited in ((first, 1), (second, 10), (third, 5)):
+        async with db.transaction() as session:
+            await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
+                                  .values(next_attempt_at=now - timedelta(minutes=waited)))
+    async with db.transaction() as session:
+        claimed = await claim_due(session, now, limit=2, lease=LEASE)
+    assert [message.id for message in claimed] == [second, third]
+
+
+async def test_a_claim_reads_its_few_in_index_order_whenever_its_plan_was_made(
+    db: Database,
+) -> None:
+    """PostgreSQL prepares a statement once per connection and may keep the plan it made at
+    the first runs; without statistics (a new table, or autovacuum off), a plan made when the
+    outbox held a few hundred rows read every due row and sorted them, and each claim of 60
+    then read all of 100,000 lessons queued at once (bench/mail.py --lessons)."""
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            compiled = pick_due(now, 60).compile(dialect=session.get_bind().dialect)
+            # SQLite plans without looking at the values.
+            unbound = (None,) * len(compiled.positiontup or ())
+            connection = await session.connection()
+            plan = "\n".join(str(row[-1]) for row in await connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", unbound))
+            assert "USING INDEX ix_outbox_due" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+            return
+        async with plans_kept_from_the_first_run(session) as plans:
+            held = 0
+            for size in (0, 100, 1000, 10000):
+                await session.run_sync(_queue_confirmations,
+                                       [f"queued{n}@example.org" for n in range(held, size)],
+                                       now)
+                held = size
+                await session.execute(text("DISCARD PLANS"))  # the next claim plans anew
+                await claim_due(session, now, limit=60, lease=LEASE)
+    plans = [plan for plan in plans if "FOR UPDATE SKIP LOCKED" in plan]
+    assert len(plans) == 4
+    for plan in plans:
+        assert "Index Scan using ix_outbox_due" in plan, plan
+        assert "Sort" not in plan, plan
+
+
+def _queue_confirmations(sync: Session, emails: list[str], due: datetime) -> None:
+    if not emails:
+        return
+    insert_rows(sync, table_of(Reader), [{"email": email} for email in emails])
+    ids = insert_rows(sync, table_of(Subscriber), [
+        {"email": email, "regimen": "sacro-iliac", "status": SubscriberStatus.PENDING}
+        for email in emails], returning=[table_of(Subscriber).c.id]).scalars().all()
+    outbox.queue_rows(sync, [{"subscriber_id": subscriber_id, "kind": MailKind.CONFIRM,
+                              "next_attempt_at": due - timedelta(minutes=1)}
+                             for subscriber_id in ids])
