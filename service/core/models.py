@@ -196,9 +196,10 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        # Claims take the mail due longest first (outbox.claim_due): read in this index's
-        # order, a claim stops after its few (migration 0019).
-        Index("ix_outbox_due", "status", "next_attempt_at", "id"),
+        # Claims take the oldest queued first (outbox.claim_due), in this index's order: the
+        # only index a claim can use, so no planner reads every due row to sort them
+        # (migrations 0017, 0019).
+        Index("ix_outbox_queued_oldest", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

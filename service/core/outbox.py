@@ -88,22 +88,20 @@ async def cancel_queued(session: AsyncSession, subscriber_id: int,
 
 def pick_due(now: datetime, limit: int) -> Select[int, datetime | None]:
     """The claim's pick: the ids (and leases) of up to `limit` due mails not held by a live
-    lease, in the order of the index `ix_outbox_due`, which finds and orders them at once: a
-    claim reads its few and stops, whatever the outbox held when PostgreSQL planned the
-    statement (migration 0019)."""
+    lease, oldest first, read in the order of `ix_outbox_queued_oldest` (status, id): a claim
+    reads its few and stops (migration 0017)."""
     return (select(OutboxMessage.id, OutboxMessage.locked_until)
             .where(OutboxMessage.status == OutboxStatus.QUEUED,
                    OutboxMessage.next_attempt_at <= now,
                    or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now))
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)
+            .order_by(OutboxMessage.id).limit(limit)
             .with_for_update(skip_locked=True))
 
 
 async def claim_due(
     session: AsyncSession, now: datetime, limit: int, lease: timedelta,
 ) -> list[OutboxMessage]:
-    """Lease up to `limit` messages that are due and not held by a live lease, the one due
-    longest first (and among those due at once, the oldest).
+    """Lease up to `limit` messages that are due and not held by a live lease, oldest first.
 
     Two statements in the caller's transaction: the SELECT locks the rows it picks (PostgreSQL
     skips rows other workers hold; SQLite has one writer at a time anyway), the UPDATE leases

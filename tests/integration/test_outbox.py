@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from service.core import outbox
@@ -253,20 +253,6 @@ def test_retries_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
     assert max(retry_delay(40) for _ in range(200)) <= LONGEST_RETRY
 
 
-async def test_a_claim_takes_the_mail_due_longest_first(db: Database) -> None:
-    await sign_up(db, "first@example.org", "second@example.org", "third@example.org")
-    now = datetime.now(UTC)
-    first, second, third = [row.id for row in await outbox_rows(db)]
-    # The first is a retry due a minute ago; the other two have waited longer.
-    for message_id, waited in ((first, 1), (second, 10), (third, 5)):
-        async with db.transaction() as session:
-            await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
-                                  .values(next_attempt_at=now - timedelta(minutes=waited)))
-    async with db.transaction() as session:
-        claimed = await claim_due(session, now, limit=2, lease=LEASE)
-    assert [message.id for message in claimed] == [second, third]
-
-
 async def test_a_claim_reads_its_few_in_index_order_whenever_its_plan_was_made(
     db: Database,
 ) -> None:
@@ -283,7 +269,7 @@ async def test_a_claim_reads_its_few_in_index_order_whenever_its_plan_was_made(
             connection = await session.connection()
             plan = "\n".join(str(row[-1]) for row in await connection.exec_driver_sql(
                 f"EXPLAIN QUERY PLAN {compiled}", unbound))
-            assert "USING INDEX ix_outbox_due" in plan, plan
+            assert "USING INDEX ix_outbox_queued_oldest" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
             return
         async with plans_kept_from_the_first_run(session) as plans:
@@ -298,7 +284,7 @@ async def test_a_claim_reads_its_few_in_index_order_whenever_its_plan_was_made(
     plans = [plan for plan in plans if "FOR UPDATE SKIP LOCKED" in plan]
     assert len(plans) == 4
     for plan in plans:
-        assert "Index Scan using ix_outbox_due" in plan, plan
+        assert "Index Scan using ix_outbox_queued_oldest" in plan, plan
         assert "Sort" not in plan, plan
 
 
