@@ -22,10 +22,12 @@ import yaml
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from service.core.bulk import insert_rows
 from service.core.content import Regimen
 from service.core.database import Database
-from service.core.models import Base, Reader, Subscriber, utcnow
+from service.core.models import Base, Reader, Subscriber, table_of, utcnow
 from service.core.settings import Settings, load_settings
 from service.funnel import lesson_stats, progress_stats, rollups, stats
 from service.readers.signup import RequestOrigin, Signup
@@ -193,6 +195,15 @@ def new_subscription(email: str, regimen: str = DEFAULT_REGIMEN,
     """A reader row for the address and its subscription to `regimen`, for a test to add to a
     session (in that order: the subscription refers to the reader's address)."""
     return Reader(email=email), Subscriber(email=email, regimen=regimen, **fields)
+
+
+def many_subscriptions(sync: Session, emails: list[str], **fields: Any) -> list[int]:
+    """Readers and their subscriptions to the default regimen (with `fields`), a statement
+    for each table, for tests that need thousands; returns the subscriptions' ids."""
+    insert_rows(sync, table_of(Reader), [{"email": email} for email in emails])
+    return list(insert_rows(sync, table_of(Subscriber), [
+        {"email": email, "regimen": DEFAULT_REGIMEN, **fields} for email in emails],
+        returning=[table_of(Subscriber).c.id]).scalars().all())
 
 
 def a_signup(email: str, origin: RequestOrigin, source_url: str | None = None,

@@ -34,7 +34,6 @@ from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
-    Reader,
     Subscriber,
     SubscriberStatus,
     table_of,
@@ -56,6 +55,7 @@ from tests.helpers import (
     app_client,
     lessons_of,
     links_in,
+    many_subscriptions,
     new_subscription,
     on_database,
     path_of,
@@ -451,11 +451,8 @@ def _settled_readers(sync: Session, prefix: str, count: int, start: datetime) ->
     if not count:
         return
     emails = [f"{prefix}{n}@example.org" for n in range(count)]
-    insert_rows(sync, table_of(Reader), [{"email": email} for email in emails])
-    ids = insert_rows(sync, table_of(Subscriber), [
-        {"email": email, "regimen": DEFAULT_REGIMEN, "status": SubscriberStatus.CONFIRMED,
-         "created_at": start, "confirmed_at": start, "lessons_consented_at": start}
-        for email in emails], returning=[table_of(Subscriber).c.id]).scalars().all()
+    ids = many_subscriptions(sync, emails, status=SubscriberStatus.CONFIRMED,
+                             created_at=start, confirmed_at=start, lessons_consented_at=start)
     insert_rows(sync, table_of(LessonDelivery), [
         {"subscriber_id": subscriber_id, "lesson": FIRST, "regimen": DEFAULT_REGIMEN,
          "outcome": LessonOutcome.QUEUED, "at": start, "signed_up_at": start}

@@ -13,16 +13,13 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from service.core import outbox
-from service.core.bulk import insert_rows
 from service.core.database import Database
 from service.core.models import (
     MailKind,
     OutboxMessage,
     OutboxStatus,
-    Reader,
     Subscriber,
     SubscriberStatus,
-    table_of,
 )
 from service.core.notifications import keep_listening
 from service.core.outbox import (
@@ -40,7 +37,12 @@ from service.readers import signup
 from service.readers.signup import RequestOrigin
 from service.readers.tokens import Claims
 from service.runtime import Runtime
-from tests.helpers import MailSink, a_signup, plans_kept_from_the_first_run
+from tests.helpers import (
+    MailSink,
+    a_signup,
+    many_subscriptions,
+    plans_kept_from_the_first_run,
+)
 
 LEASE = timedelta(minutes=5)
 
@@ -291,10 +293,7 @@ async def test_a_claim_reads_its_few_in_index_order_whenever_its_plan_was_made(
 def _queue_confirmations(sync: Session, emails: list[str], due: datetime) -> None:
     if not emails:
         return
-    insert_rows(sync, table_of(Reader), [{"email": email} for email in emails])
-    ids = insert_rows(sync, table_of(Subscriber), [
-        {"email": email, "regimen": "sacro-iliac", "status": SubscriberStatus.PENDING}
-        for email in emails], returning=[table_of(Subscriber).c.id]).scalars().all()
+    ids = many_subscriptions(sync, emails, status=SubscriberStatus.PENDING)
     outbox.queue_rows(sync, [{"subscriber_id": subscriber_id, "kind": MailKind.CONFIRM,
                               "next_attempt_at": due - timedelta(minutes=1)}
                              for subscriber_id in ids])
