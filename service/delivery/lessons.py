@@ -303,6 +303,8 @@ async def queue_due(session: AsyncSession, catalog: Catalog, now: datetime,
 def _programs(regimen: Regimen, clicked: Iterable[str]) -> frozenset[str]:
     """The programs whose purchase link the reader followed: a next step's program link (the
     program's key) or a paid exercise's link (its program)."""
+    if not clicked:
+        return frozenset()
     by_slug = {exercise.slug: exercise.program for exercise in regimen.exercises()}
     programs: set[str] = set()
     for name in clicked:

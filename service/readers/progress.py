@@ -90,7 +90,7 @@ class Standing:
     """Where a reader stands in a regimen, as their page shows it."""
 
     done: frozenset[str]
-    units: list[UnitProgress]
+    units: tuple[UnitProgress, ...]
 
     @property
     def read_through(self) -> bool:
@@ -118,8 +118,24 @@ class Standing:
 def standing(regimen: Regimen, done: frozenset[str]) -> Standing:
     """The reader's standing in `regimen` as served now: steps of exercises the author removed
     no longer count, and a new exercise counts as not done yet."""
-    done = done & set(steps(regimen))
-    return Standing(done=done, units=[
+    # Readers share a few dozen standings at most, and a burst of lessons asks for one per
+    # reader twice (scheduling, then sending): worked out once per regimen and steps done.
+    key = (id(regimen), done)
+    known = _standings.get(key)
+    if known is not None and known[0] is regimen:
+        return known[1]
+    if len(_standings) >= _STANDINGS_KEPT:
+        _standings.clear()
+    done_now = done & set(steps(regimen))
+    found = Standing(done=done_now, units=tuple(
         UnitProgress(unit=unit, number=n,
-                     done=sum(exercise.slug in done for exercise in unit.exercises))
-        for n, unit in enumerate(regimen.units, start=1)])
+                     done=sum(exercise.slug in done_now for exercise in unit.exercises))
+        for n, unit in enumerate(regimen.units, start=1)))
+    # The regimen is kept with its standing: an edited regimen is a new object, and a new
+    # object may be given the id of one gone.
+    _standings[key] = (regimen, found)
+    return found
+
+
+_STANDINGS_KEPT = 4096
+_standings: dict[tuple[int, frozenset[str]], tuple[Regimen, Standing]] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hmac
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,11 @@ from functools import cached_property
 from typing import TypeVar
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode, want_bytes
+from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
 Name = TypeVar("Name")
+# itsdangerous's separator between payload, timestamp and signature.
+_SEP = b"."
 
 
 class Purpose(enum.StrEnum):
@@ -107,7 +110,10 @@ class Tokens:
         # signing a lesson mail's four links.
         payload = base64_encode(json.dumps([claims.public_id, claims.version],
                                            ensure_ascii=False, separators=(",", ":")).encode())
-        return {name: self._signers[purpose].sign(payload).decode()
+        # One timestamp for all (TimestampSigner.sign's own, written once): a mail's links
+        # are signed in the same second.
+        stamped = payload + _SEP + base64_encode(int_to_bytes(int(time.time())))
+        return {name: (stamped + _SEP + self._signers[purpose].get_signature(stamped)).decode()
                 for name, purpose in purposes.items()}
 
     def read(self, purpose: Purpose, token: str, max_age: timedelta | None = None) -> Claims:

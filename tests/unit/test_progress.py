@@ -52,3 +52,16 @@ def test_the_steps_are_reading_it_through_and_the_exercises() -> None:
     assert all(is_step(REGIMEN, exercise.slug) for exercise in REGIMEN.exercises())
     assert not is_step(REGIMEN, "lying-head-turn")  # the other regimen's
     assert not is_step(REGIMEN, "")
+
+
+def test_an_edited_regimen_is_stood_in_as_edited() -> None:
+    # Standings are worked out once per regimen and steps done: the edited regimen (a new
+    # object, the same key) must not be given the standing worked out for the old one.
+    done = frozenset(UNIT_1[:2])
+    before = standing(REGIMEN, done)
+    shorter = REGIMEN.units[0].model_copy(update={"exercises": REGIMEN.units[0].exercises[1:]})
+    edited = REGIMEN.model_copy(update={"units": [shorter, *REGIMEN.units[1:]]})
+    after = standing(edited, done)
+    assert [(each.done, each.total) for each in before.units][0] == (2, 5)
+    assert [(each.done, each.total) for each in after.units][0] == (1, 4)
+    assert standing(REGIMEN, done) is before
