@@ -164,13 +164,15 @@ def baselines(port: int, confirmations: list[bytes],
     swung apart with the machine's speed: the issue's ratio moved from 0.81 to 0.66 between two
     runs whose lessons ÷ confirmations held at 0.71 and 0.73."""
     count = min(len(confirmations), RAW_MAILS)
-    rounds: dict[str, list[float]] = {"confirmations": [], "lessons": []}
+    confirmation_mails = confirmations[:count]
+    lesson_mails = [lessons[i % len(lessons)] for i in range(count)] if lessons else []
+    confirmation_rates: list[float] = []
+    lesson_rates: list[float] = []
     for _ in range(RAW_ROUNDS):
-        rounds["confirmations"].append(asyncio.run(raw_rate(port, confirmations[:count])))
-        if lessons:
-            repeated = [lessons[i % len(lessons)] for i in range(count)]
-            rounds["lessons"].append(asyncio.run(raw_rate(port, repeated)))
-    return max(rounds["confirmations"]), max(rounds["lessons"]) if lessons else None
+        confirmation_rates.append(asyncio.run(raw_rate(port, confirmation_mails)))
+        if lesson_mails:
+            lesson_rates.append(asyncio.run(raw_rate(port, lesson_mails)))
+    return max(confirmation_rates), max(lesson_rates) if lesson_rates else None
 
 
 class CountingTransport:
