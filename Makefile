@@ -30,8 +30,9 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 # Benchmarks are not tests: they print ratios against a baseline measured in the same run,
-# on SQLite and on the local PostgreSQL, into bench/results.json and one table (~25 minutes:
-# each mail run sends 100,000 confirmations and 100,000 lessons, ~5 minutes apiece).
+# on SQLite and on the local PostgreSQL, into bench/results.json and one table (~35 minutes:
+# each mail run sends 100,000 confirmations and twice 100,000 lessons, due at once and already
+# queued, ~10 minutes apiece).
 REGIMEN_BENCH_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/regimen_bench
 bench: $(STAMP)
 	$(BIN)/python bench/mail.py --mails 100000 --lessons 100000

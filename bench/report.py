@@ -31,6 +31,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                           f"{lessons['raw_lessons_per_s']} raw aiosmtplib (lesson mails)",
                           f"{lessons['lessons_ratio']:.2f}",
                           f"confirmations' ratio ({lessons['ratio']:.2f})"))
+            if "queued_lessons_per_s" in lessons:
+                table.append((f"  the same, already queued, mails/s ({backend})",
+                              f"{lessons['queued_lessons_per_s']}",
+                              f"{lessons['lessons_per_s']} due at once",
+                              f"{lessons['due_to_queued']:.2f}", "due at once ÷ queued"))
         if signup := results.get(f"signup_{backend}"):
             service, base = signup["service"], signup["baseline"]
             table.append((f"POST /subscribe, req/s ({backend})",
