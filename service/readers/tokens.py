@@ -20,8 +20,6 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
 Name = TypeVar("Name")
-# itsdangerous's separator between payload, timestamp and signature.
-_SEP = b"."
 
 
 class Purpose(enum.StrEnum):
@@ -84,6 +82,8 @@ class Tokens:
         # One signer a purpose, kept with its derived key (the serializer makes one a call).
         self._signers = {purpose: serializer.make_signer()
                          for purpose, serializer in self._serializers.items()}
+        # The signers' separator between payload, timestamp and signature (all share one).
+        self._sep = want_bytes(self._signers[Purpose.CONFIRM].sep)
         self._form = URLSafeTimedSerializer(keys, salt="regimen.form")
 
     def form_stamp(self) -> str:
@@ -112,9 +112,9 @@ class Tokens:
                                            ensure_ascii=False, separators=(",", ":")).encode())
         # One timestamp for all (TimestampSigner.sign's own, written once): a mail's links
         # are signed in the same second.
-        stamped = payload + _SEP + base64_encode(int_to_bytes(int(time.time())))
-        return {name: (stamped + _SEP + self._signers[purpose].get_signature(stamped)).decode()
-                for name, purpose in purposes.items()}
+        stamped = payload + self._sep + base64_encode(int_to_bytes(int(time.time())))
+        return {name: (stamped + self._sep + self._signers[purpose].get_signature(stamped))
+                .decode() for name, purpose in purposes.items()}
 
     def read(self, purpose: Purpose, token: str, max_age: timedelta | None = None) -> Claims:
         serializer = self._serializers[purpose]
