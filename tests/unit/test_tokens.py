@@ -178,8 +178,8 @@ def test_the_payload_is_only_the_public_id_and_version() -> None:
 
 
 def test_links_are_the_tokens_itsdangerous_itself_makes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Our signing takes shortcuts (hmac.digest, no zlib attempt); for the ids readers really
-    # get, the result must be itsdangerous's own, byte for byte.
+    # Our signing takes shortcuts (a copied keyed HMAC, no zlib attempt); for the ids
+    # readers really get, the result must be itsdangerous's own, byte for byte.
     monkeypatch.setattr("itsdangerous.timed.time.time", lambda: 1_800_000_000.5)
     tokens = Tokens([NEW_KEY, OLD_KEY])
     for version in range(1, 201):
