@@ -88,13 +88,14 @@ class Rendered:
     text: str
     html: str
 
-    def with_links(self, links: dict[str, str]) -> Rendered:
-        text, html = self.text, self.html
-        for name, url in links.items():
-            # Signed links are URL-safe: nothing in them needs escaping in HTML.
-            text = text.replace(_placeholder(name), url)
-            html = html.replace(_placeholder(name), url)
-        return Rendered(self.subject, text, html)
+
+@dataclass(frozen=True)
+class Prepared:
+    """A mail as every reader gets it, its reader's links left as slots: the Subject header's
+    value and the text and HTML parts, encoded (service.delivery.mime.PartTemplate)."""
+
+    subject: str
+    parts: tuple[mime.PartTemplate, mime.PartTemplate]
 
 
 class Templates:
@@ -137,7 +138,7 @@ class Mailer:
         # Per regimen key and kind (and for a lesson: its key and the reader's standing, and
         # for the regimen mail: whether lessons follow), with the regimen it was made from: an
         # edited regimen is a new object, and is rendered anew.
-        self._cache: dict[tuple[object, ...], tuple[Regimen, Rendered, str]] = {}
+        self._cache: dict[tuple[object, ...], tuple[Regimen, Prepared]] = {}
 
     def regimen_of(self, subscriber: Subscriber) -> Regimen | None:
         """The subscription's regimen as served now; None once the author removed it."""
@@ -156,18 +157,17 @@ class Mailer:
             found = regimen.lesson(lesson or "")
             if found is None:
                 raise KeyError(lesson)
-            template, subject = self._lesson(regimen, found, done)
+            prepared = self._lesson(regimen, found, done)
         else:
-            template, subject = self._rendered(
+            prepared = self._rendered(
                 regimen, kind, lessons=subscriber.lessons_consented_at is not None)
-        rendered = template.with_links(links)
         recipient = wire_address(subscriber.email)
         headers = [
             ("From", self._from),
             # A non-ASCII local part has no ASCII form: it stays UTF-8 (RFC 6532), and the
             # transport sends the mail with SMTPUTF8 or not at all.
             ("To", recipient),
-            ("Subject", subject),
+            ("Subject", prepared.subject),
             ("Date", format_datetime(utcnow())),
             ("Message-ID", f"<{key}@{self._domain}>"),
         ]
@@ -178,15 +178,15 @@ class Mailer:
             # A lesson's stops the lessons only: the reader still wants their regimen.
             headers += [("List-Unsubscribe", f"<{links[LIST_UNSUBSCRIBE[kind]]}>"),
                         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
-        data = mime.multipart_alternative(headers, rendered.text, rendered.html,
-                                          boundary=f"=_{key}")
+        # Signed links are URL-safe: nothing in them needs escaping in HTML.
+        data = mime.multipart_alternative(headers, prepared.parts, links, boundary=f"=_{key}")
         if self.dkim is not None:
             present = [name for name, _ in headers] + ["MIME-Version", "Content-Type"]
             data = self.dkim.sign(data, present) + data
         return Outgoing(data=data, sender=self._sender, recipient=recipient)
 
     def _rendered(self, regimen: Regimen, kind: MailKind,
-                  lessons: bool = False) -> tuple[Rendered, str]:
+                  lessons: bool = False) -> Prepared:
         """Each regimen's kind is rendered (and its CSS inlined) once, with placeholders where
         the reader's own links go: per mail, only the links are filled in. `lessons`: whether
         the reader agreed to lessons (the regimen mail's footer says what follows)."""
@@ -194,7 +194,7 @@ class Mailer:
                             lambda links: self._context(kind, regimen, links, lessons))
 
     def _lesson(self, regimen: Regimen, lesson: Lesson,
-                done: frozenset[str]) -> tuple[Rendered, str]:
+                done: frozenset[str]) -> Prepared:
         """A lesson is rendered once per reader's standing it speaks of (the next exercise and
         how many are done: a few dozen variants at most), links filled in per mail."""
         now = standing(regimen, done)
@@ -213,14 +213,16 @@ class Mailer:
                             regimen, MailKind.LESSON, context)
 
     def _cached(self, key: tuple[object, ...], regimen: Regimen, kind: MailKind,
-                context: Callable[[dict[str, str]], MailContext]) -> tuple[Rendered, str]:
+                context: Callable[[dict[str, str]], MailContext]) -> Prepared:
         cached = self._cache.get(key)
         if cached is None or cached[0] is not regimen:
-            rendered = self.templates.render(kind.value, context(
-                {name: _placeholder(name) for name in LINKS[kind]}))
-            cached = (regimen, rendered, mime.header_value(rendered.subject))
+            slots = {name: _placeholder(name) for name in LINKS[kind]}
+            rendered = self.templates.render(kind.value, context(slots))
+            cached = (regimen, Prepared(mime.header_value(rendered.subject), (
+                mime.PartTemplate.of("plain", rendered.text, slots),
+                mime.PartTemplate.of("html", rendered.html, slots))))
             self._cache[key] = cached
-        return cached[1], cached[2]
+        return cached[1]
 
     @staticmethod
     def _common(regimen: Regimen) -> dict[str, str]:

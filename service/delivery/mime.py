@@ -8,11 +8,18 @@ directly, and the tests read them back with the `email` package to prove they pa
 Header values are ASCII (non-ASCII text as RFC 2047 encoded words), except an address whose
 local part is not ASCII, which only exists in UTF-8 (RFC 6532) and is only ever sent with
 SMTPUTF8 (see service.delivery.smtp).
+
+A mail's parts are the same for every reader but for their links: each part is encoded once,
+with a slot where each link goes (`PartTemplate`), and per mail only the lines holding a slot
+are filled in and encoded.
 """
 
 from __future__ import annotations
 
 import binascii
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from email import policy
 from email.utils import formataddr
 
@@ -66,15 +73,62 @@ def header_line(name: str, value: str) -> str:
     return CRLF.join(lines) + CRLF
 
 
-def multipart_alternative(headers: list[tuple[str, str]], text: str, html: str,
-                          boundary: str) -> bytes:
-    """`headers` must already be header-safe (see `header_value`, `mailbox`); `boundary` must
-    not start with characters that quoted-printable output can contain (use a leading "=_")."""
+@dataclass(frozen=True)
+class PartTemplate:
+    """A text/`subtype` part's body, quoted-printable, with named slots filled per mail.
+
+    Quoted-printable encodes each line on its own (RFC 2045 6.7: a soft line break never
+    crosses a line's end), so the lines without a slot are encoded once, and filling in the
+    rest gives, byte for byte, the encoding of the whole filled-in text. In a lesson mail 10
+    of 110 lines hold a slot; encoding them all for every mail was a third of composing it."""
+
+    subtype: str
+    # Runs of lines encoded already, and each line holding a slot as a format string whose
+    # fields are the slots' names.
+    pieces: tuple[bytes | str, ...]
+
+    @classmethod
+    def of(cls, subtype: str, content: str, slots: Mapping[str, str]) -> PartTemplate:
+        """`content` with each of `slots`' values (a text no encoding or wrapping changes)
+        standing for the slot named by its key."""
+        names = {value: name for name, value in slots.items()}
+        finder = re.compile("|".join(re.escape(value) for value in names)) if names else None
+        pieces: list[bytes | str] = []
+        static: list[str] = []
+        for line in content.splitlines() or [""]:
+            if finder is None or not finder.search(line):
+                static.append(line + CRLF)
+                continue
+            if static:
+                pieces.append(_quoted_printable("".join(static)))
+                static = []
+            literal = line.replace("{", "{{").replace("}", "}}")
+            pieces.append(finder.sub(lambda found: "{" + names[found.group()] + "}", literal)
+                          + CRLF)
+        if static:
+            pieces.append(_quoted_printable("".join(static)))
+        return cls(subtype, tuple(pieces))
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        """The part's body with each slot's value."""
+        return b"".join(piece if isinstance(piece, bytes)
+                        else _quoted_printable(piece.format_map(values))
+                        for piece in self.pieces)
+
+
+def multipart_alternative(headers: list[tuple[str, str]], parts: Sequence[PartTemplate],
+                          values: Mapping[str, str], boundary: str) -> bytes:
+    """`headers` must already be header-safe (see `header_value`, `mailbox`); `parts` are
+    written in order, each with its slots filled from `values`; `boundary` must not start
+    with characters that quoted-printable output can contain (use a leading "=_")."""
     head = "".join(header_line(name, value) for name, value in headers)
     head += header_line("MIME-Version", "1.0")
     head += header_line("Content-Type", f'multipart/alternative; boundary="{boundary}"') + CRLF
-    body = b"".join(_part(subtype, content, boundary)
-                    for subtype, content in (("plain", text), ("html", html)))
+    body = b"".join(
+        (f"--{boundary}{CRLF}"
+         f"Content-Type: text/{part.subtype}; charset=utf-8{CRLF}"
+         f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}").encode() + part.fill(values)
+        for part in parts)
     return head.encode() + body + f"--{boundary}--{CRLF}".encode()
 
 
@@ -82,9 +136,6 @@ def _octets(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-def _part(subtype: str, content: str, boundary: str) -> bytes:
-    normalised = CRLF.join(content.splitlines()) + CRLF
-    encoded = binascii.b2a_qp(normalised.encode("utf-8"), istext=True)
-    return (f"--{boundary}{CRLF}"
-            f"Content-Type: text/{subtype}; charset=utf-8{CRLF}"
-            f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}").encode() + encoded
+def _quoted_printable(lines: str) -> bytes:
+    return binascii.b2a_qp(lines.encode("utf-8"), istext=True)
+

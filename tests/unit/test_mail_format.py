@@ -1,12 +1,16 @@
-"""The small rules of writing and sending a mail, without a server: header folding, the words
-of the reminder, the Message-ID's domain, and what an SMTP refusal means."""
+"""The small rules of writing and sending a mail, without a server: header folding, parts
+encoded once and filled per mail, the words of the reminder, the Message-ID's domain, and what
+an SMTP refusal means."""
 
 from __future__ import annotations
 
+import binascii
 from datetime import timedelta
 from email import message_from_string, policy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.delivery import mime
 from service.delivery.bounces import refusal
@@ -70,6 +74,43 @@ def test_a_sender_name_round_trips(name: str) -> None:
     assert header.isascii()
     [address] = message_from_string(header + "\r\n", policy=policy.default)["From"].addresses
     assert (address.display_name, address.addr_spec) == (name, "regimen@example.org")
+
+
+SLOTS = {"link": "REGIMENLINKLINKREGIMENLINK", "other": "REGIMENLINKOTHERREGIMENLINK"}
+# Lines as templates make them: long ones, dots and spaces where quoted-printable must encode
+# them (a line's start and end), non-ASCII, an "=", braces (CSS), slots anywhere and more than
+# one on a line.
+LINE = st.lists(st.one_of(st.sampled_from([*SLOTS.values(), ".", " ", "\t", "=", "\u201c",
+                                          "\xb7", "a" * 70, "<a href=\"", "{", "}", "{link}"]),
+                          st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)),
+                max_size=8).map("".join)
+
+
+def quoted_printable(text: str) -> bytes:
+    """What writing each mail whole would give: the filled-in text, one CRLF a line, encoded."""
+    return binascii.b2a_qp(("\r\n".join(text.splitlines()) + "\r\n").encode(), istext=True)
+
+
+@settings(max_examples=300)
+@given(lines=st.lists(LINE, max_size=12), link=st.sampled_from([
+    "https://regimen.test/r/WyJhYmNkZWYiLDFd.axcTxA.eKgvulOkqkHtbqffyx2VSN-m1G0",
+    "https://regimen.test/erase/" + "x" * 120, ""]))
+def test_a_part_filled_in_is_the_whole_text_encoded(lines: list[str], link: str) -> None:
+    text = "\r\n".join(lines)
+    part = mime.PartTemplate.of("plain", text, SLOTS)
+    values = {"link": link, "other": "<" + link + ">"}
+    filled = text.replace(SLOTS["link"], values["link"]).replace(SLOTS["other"], values["other"])
+    assert part.fill(values) == quoted_printable(filled)
+
+
+def test_a_part_encodes_its_lines_without_slots_once() -> None:
+    part = mime.PartTemplate.of("html", "<p>\r\nfirst\r\nsee REGIMENLINKLINKREGIMENLINK.\r\n"
+                                "last \u201cline\u201d \r\n", SLOTS)
+    assert part.pieces[0] == b"<p>\r\nfirst\r\n"
+    assert part.pieces[1] == "see {link}.\r\n"
+    assert part.pieces[2] == b"last =E2=80=9Cline=E2=80=9D=20\r\n"
+    assert part.fill({"link": "https://x.test/a"}) == (
+        b"<p>\r\nfirst\r\nsee https://x.test/a.\r\nlast =E2=80=9Cline=E2=80=9D=20\r\n")
 
 
 @pytest.mark.parametrize(("delta", "words"), [
