@@ -80,7 +80,8 @@ class PartTemplate:
     Quoted-printable encodes each line on its own (RFC 2045 6.7: a soft line break never
     crosses a line's end), so the lines without a slot are encoded once, and filling in the
     rest gives, byte for byte, the encoding of the whole filled-in text. In a lesson mail 10
-    of 110 lines hold a slot; encoding them all for every mail was a third of composing it."""
+    lines hold a link (2 in a confirmation); encoding both parts whole for every mail was a
+    third of composing it."""
 
     subtype: str
     # Runs of lines encoded already, and each line holding a slot as a format string whose
