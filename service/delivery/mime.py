@@ -139,4 +139,3 @@ def _octets(text: str) -> int:
 
 def _quoted_printable(lines: str) -> bytes:
     return binascii.b2a_qp(lines.encode("utf-8"), istext=True)
-
