@@ -4,11 +4,11 @@
 
 The sink is aiosmtpd in its own process (so it does not share our CPU). The baseline sends
 already-built messages one after another over one kept-open aiosmtplib connection: the most
-a single Python client can push. The worker runs as in production (`Worker.run`, every chore
-on its clock) and does everything it does there for each mail: claim it from the outbox, load
-the reader, render the templates, inline the CSS, send over its kept-open connections, and
-mark it sent; timed from its start to the last mail the sink accepted. The figure that matters
-is the ratio.
+a single Python client can push. Both run on uvloop, the event loop of `regimen serve` and
+`regimen worker`. The worker runs as in production (`Worker.run`, every chore on its clock)
+and does everything it does there for each mail: claim it from the outbox, load the reader,
+render the templates, inline the CSS, send over its kept-open connections, and mark it sent;
+timed from its start to the last mail the sink accepted. The figure that matters is the ratio.
 
 With --lessons N, the same for N readers whose first lesson comes due at once (issue 16): the
 worker finds them by their index, settles each (skips read from their progress), queues and
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+import uvloop
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -178,9 +179,9 @@ def baselines(port: int, confirmations: list[bytes],
     confirmation_rates: list[float] = []
     lesson_rates: list[float] = []
     for _ in range(RAW_ROUNDS):
-        confirmation_rates.append(asyncio.run(raw_rate(port, confirmation_mails)))
+        confirmation_rates.append(uvloop.run(raw_rate(port, confirmation_mails)))
         if lesson_mails:
-            lesson_rates.append(asyncio.run(raw_rate(port, lesson_mails)))
+            lesson_rates.append(uvloop.run(raw_rate(port, lesson_mails)))
     return max(confirmation_rates), max(lesson_rates) if lesson_rates else None
 
 
@@ -251,13 +252,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
             ensure_postgres_database(url)
-            worker, samples = asyncio.run(worker_rate(port, args.mails, url, Path(tmp)))
+            worker, samples = uvloop.run(worker_rate(port, args.mails, url, Path(tmp)))
             lessons = queued = None
             lesson_samples: list[bytes] = []
             if args.lessons:
-                lessons, lesson_samples = asyncio.run(
+                lessons, lesson_samples = uvloop.run(
                     lesson_rate(port, args.lessons, url, Path(tmp)))
-                queued = asyncio.run(lesson_rate(port, args.lessons, url, Path(tmp),
+                queued = uvloop.run(lesson_rate(port, args.lessons, url, Path(tmp),
                                                  settled_first=True))[0]
             raw, raw_lessons = baselines(port, samples, lesson_samples)
     finally:

@@ -3,12 +3,12 @@ configuration, and the runtime opened and closed around the command's work."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import typer
+import uvloop
 
 from service.core.content import ContentError
 from service.core.settings import ConfigError, Settings, load_settings
@@ -50,7 +50,9 @@ def run(work: Callable[[Runtime], Awaitable[T]], with_settings: Settings | None 
         async with built:
             return await work(built)
 
-    return asyncio.run(main())
+    # uvloop, as uvicorn runs `regimen serve` (and the worker inside it): a worker of its own
+    # sent lessons due at once 6 to 13 % faster on it than on asyncio's loop (bench/mail.py).
+    return uvloop.run(main())
 
 
 def address(raw: str) -> str:
